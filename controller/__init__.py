@@ -1,0 +1,1 @@
+"""procpilot controller: a supervisor with restart backoff, limits and CPU autoscaling."""

@@ -1,0 +1,141 @@
+"""The exporter's YAML config: groups of processes, top-N size, orphan exclusions.
+
+Validation is strict (unknown keys are errors) and every error names the file, the key
+path and what was expected, because a silently ignored typo in a matcher means a group
+that quietly reports zero forever.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+BUILTIN_FIELDS = ("comm", "exe_basename", "user")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; str() is the message for the operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Group(Strict):
+    """Processes matched by every selector given; the first group that matches wins."""
+
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Group name, or a template: {comm}, {exe_basename}, {user} or a named "
+            "capture of the cmdline regex, e.g. '{comm}' or 'java-{app}'.",
+        ),
+    ]
+    comm: list[str] = Field(default=[], description="Any of these comm values (exact).")
+    exe: list[str] = Field(
+        default=[], description="Any of these executables: a full path or a basename."
+    )
+    cmdline: str | None = Field(
+        default=None,
+        description="Python regex searched in the arguments joined by spaces; "
+        "named captures can be used in the name.",
+    )
+    per_process: bool = Field(
+        default=False, description="Also export per-process RSS series for this group."
+    )
+    max_series: Annotated[int, Field(ge=0)] = Field(
+        default=100, description="Cap on per-process series of this group; the rest are counted as dropped."
+    )
+
+    @field_validator("cmdline")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _selectors_and_template(self) -> Group:
+        if not (self.comm or self.exe or self.cmdline):
+            raise ValueError("a group needs at least one of comm, exe or cmdline")
+        captures = set(re.compile(self.cmdline).groupindex) if self.cmdline else set()
+        for field_name in PLACEHOLDER.findall(self.name):
+            if field_name not in BUILTIN_FIELDS and field_name not in captures:
+                raise ValueError(
+                    f"name uses {{{field_name}}}, which is neither one of "
+                    f"{', '.join(BUILTIN_FIELDS)} nor a named capture of cmdline"
+                )
+        return self
+
+    @property
+    def is_static(self) -> bool:
+        """True when the name has no placeholders, so the group is known before any match."""
+        return not PLACEHOLDER.search(self.name)
+
+
+class Orphans(Strict):
+    exclude: list[str] = Field(
+        default=[], description="comm values never reported as orphans (e.g. double-forking daemons)."
+    )
+
+
+class ExporterConfig(Strict):
+    """Top level of --config.file."""
+
+    top_processes: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=10, description="How many processes the top-N views export."
+    )
+    max_groups: Annotated[int, Field(ge=1)] = Field(
+        default=1000, description="Cap on distinct group names created by templates."
+    )
+    orphans: Orphans = Orphans()
+    groups: list[Group] = []
+
+
+def format_error(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str) -> Any:
+    """Read a YAML file, turning I/O and syntax problems into ConfigError."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def load(path: str | None) -> ExporterConfig:
+    """Load and validate the config; no file means the defaults."""
+    if path is None:
+        return ExporterConfig()
+    data = load_yaml(path)
+    try:
+        return ExporterConfig.model_validate({} if data is None else data)
+    except ValidationError as e:
+        raise ConfigError(format_error(path, e)) from None
+
+
+def json_schema() -> str:
+    """JSON Schema of the config file, for editors (shipped as exporter/config.schema.json)."""
+    schema = ExporterConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "procpilot exporter configuration"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
