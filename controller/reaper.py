@@ -1,0 +1,114 @@
+"""Exit detection: the controller is a child subreaper and reaps every descendant.
+
+One SIGCHLD handler, run by the asyncio loop (``loop.add_signal_handler``), drains
+``waitpid(-1, WNOHANG)``. A pid somebody is watching gets its exit status through a future;
+any other pid is an orphaned descendant (a double-forked grandchild re-parented to us because
+we are a subreaper) and is only counted, so no zombie is ever left behind.
+
+Why not asyncio's child watchers or ``Popen.wait``: they call ``waitpid`` on specific pids
+and would race this loop for the same statuses. Callers must register a pid with
+:meth:`Reaper.watch` in the same loop callback that forked it; the reaping callback cannot
+run in between, so no exit status is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+from typing import NamedTuple
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# Resolved once at import: a forked child (see spawn.py) must not look symbols up.
+prctl = _libc.prctl
+prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+prctl.restype = ctypes.c_int
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    """Make orphaned descendants re-parent to this process instead of to PID 1."""
+    if prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+class ExitStatus(NamedTuple):
+    """How a process ended: exactly one of code and signal is set."""
+
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(None, os.WTERMSIG(status))
+        return cls(os.WEXITSTATUS(status), None)
+
+    @property
+    def shell_code(self) -> int:
+        """The exit code as a shell reports it: a signal n is 128 + n."""
+        return self.code if self.code is not None else 128 + (self.signal or 0)
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                return f"killed by {signal.Signals(self.signal).name}"
+            except ValueError:
+                return f"killed by signal {self.signal}"
+        return f"exit code {self.code}"
+
+
+class Reaper:
+    """Reaps all children on SIGCHLD and resolves the futures of watched pids."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._watched: dict[int, asyncio.Future[ExitStatus]] = {}
+        self.reaped_unmanaged = 0  # descendants nobody watched (orphans we adopted)
+        self.reaped_total = 0
+
+    def install(self) -> None:
+        """Become subreaper, handle SIGCHLD in the loop and reap what already exited."""
+        set_child_subreaper()
+        self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
+        self.reap()
+
+    def uninstall(self) -> None:
+        """Undo install (for embedding, e.g. tests that share a process)."""
+        self._loop.remove_signal_handler(signal.SIGCHLD)
+        set_child_subreaper(False)
+
+    def watch(self, pid: int) -> asyncio.Future[ExitStatus]:
+        """A future for pid's exit status; call it right after forking pid."""
+        fut = self._watched.get(pid)
+        if fut is None:
+            fut = self._watched[pid] = self._loop.create_future()
+        return fut
+
+    @property
+    def watched(self) -> int:
+        return len(self._watched)
+
+    def reap(self) -> None:
+        """Collect every exited child (several exits may share one SIGCHLD)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.reaped_total += 1
+            fut = self._watched.pop(pid, None)
+            if fut is None:
+                self.reaped_unmanaged += 1
+                log.debug("reaped orphan", extra={"fields": {"pid": pid}})
+            elif not fut.done():
+                fut.set_result(ExitStatus.from_wait_status(status))

@@ -1,0 +1,131 @@
+"""Start one process: its own process group, dropped privileges, output to a pipe.
+
+``subprocess.Popen`` is used for the fork/exec mechanics only. Its pid is watched by the
+:class:`~controller.reaper.Reaper`, which is the only code that waits for it; the Popen
+object's ``returncode`` is set by hand once reaped so Popen never calls ``waitpid`` itself
+(its ``__del__`` would otherwise queue the pid for a later, racing ``waitpid``).
+``asyncio.create_subprocess_*`` is not used for the same reason: its child watcher would
+reap our children behind the reaper's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.reaper import PR_SET_PDEATHSIG, ExitStatus, Reaper, prctl
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """What to run and how; ``env`` is the complete environment of the child."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    user: str | int | None = None
+    group: str | int | None = None
+    capture_output: bool = True  # False: stdout and stderr go to /dev/null
+
+
+def _pdeathsig_preexec(parent: int) -> Callable[[], None]:
+    """Kill the child with SIGKILL when the controller dies, even by SIGKILL.
+
+    Runs in the forked child after the uid/gid change (a credential change would clear it),
+    so it only calls the prctl resolved at import. If the controller died before the prctl
+    took effect the child was already re-parented and exits at once.
+    """
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(127)
+
+    return preexec
+
+
+def _credentials(
+    user: str | int | None, group: str | int | None
+) -> tuple[int | None, int | None, list[int] | None]:
+    """uid, gid and supplementary groups to switch to; all None unless running as root."""
+    if os.geteuid() != 0 or (user is None and group is None):
+        return None, None, None
+    uid = gid = None
+    groups: list[int] | None = None
+    if user is not None:
+        pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+        uid, gid = pw.pw_uid, pw.pw_gid
+        groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+    if group is not None:
+        gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
+        if groups is None:
+            groups = [gid]
+    return uid, gid, groups
+
+
+class Child:
+    """A started process: pid, its exit future and the read end of its output pipe."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], exited: asyncio.Future[ExitStatus],
+                 output_fd: int | None) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.exited = exited
+        self.output_fd = output_fd
+        exited.add_done_callback(self._mark_reaped)
+
+    def _mark_reaped(self, fut: asyncio.Future[ExitStatus]) -> None:
+        if not fut.cancelled():
+            self.popen.returncode = fut.result().shell_code
+
+    def signal_group(self, sig: int) -> bool:
+        """Send sig to the child's whole process group; False when nothing is left in it."""
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def spawn(spec: SpawnSpec, reaper: Reaper) -> Child:
+    """Fork and exec spec in a new process group; raises OSError/KeyError when it cannot.
+
+    Must run on the loop thread: the pid is registered with the reaper before the loop can
+    run the SIGCHLD callback, and PR_SET_PDEATHSIG follows the thread that forked.
+    """
+    uid, gid, groups = _credentials(spec.user, spec.group)
+    read_fd = write_fd = None
+    if spec.capture_output:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    out: int = write_fd if write_fd is not None else subprocess.DEVNULL
+    try:
+        popen = subprocess.Popen(
+            list(spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            cwd=spec.cwd,
+            env=dict(spec.env) if spec.env is not None else None,
+            process_group=0,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+            # Safe with threads here: the hook only calls a pre-resolved C function.
+            preexec_fn=_pdeathsig_preexec(os.getpid()),  # noqa: PLW1509
+        )
+    except BaseException:
+        if read_fd is not None:
+            os.close(read_fd)
+        raise
+    finally:
+        if write_fd is not None:
+            os.close(write_fd)
+    if read_fd is not None:
+        os.set_blocking(read_fd, False)
+    return Child(popen, reaper.watch(popen.pid), read_fd)
