@@ -1,0 +1,392 @@
+"""The controller's YAML config: programs to supervise and how to restart, stop and scale them.
+
+Validation is strict (unknown keys are errors, so ``restrat:`` is caught) and models are frozen
+so that two loads compare with ``==``; reload uses that to find changed programs. Values are
+normalised on load: durations to float seconds, sizes to int bytes, signals to numbers, users
+and groups to numeric ids, commands to argv tuples, CPU targets to cores. The runtime never
+parses strings again.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import pwd
+import shlex
+import signal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from controller.units import parse_duration, parse_size
+from exporter.config import ConfigError, Strict, format_error, load_yaml
+
+__all__ = ["DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "Program", "json_schema", "load"]
+
+DEFAULT_SOCKET = "/run/procpilot/control.sock"
+PROGRAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# "all" is the procpilotctl target meaning every program, so no program may be called that.
+RESERVED_NAMES = frozenset({"all"})
+
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|[ywdhms]))+\s*$|^\s*\d+(\.\d+)?\s*$"},
+    ],
+    "description": "Duration: 500ms, 10s, 1m30s, 1h, or a number of seconds.",
+}
+_SIZE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(([KkMmGgTtPp][Ii]?)?[Bb])?\s*$"},
+    ],
+    "description": "Size: 4096, 512MiB, 1GB, 1.5GiB.",
+}
+_ARGV_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1},
+    ]
+}
+_ID_SCHEMA: dict[str, Any] = {"type": ["string", "integer"]}
+
+
+def _signal(value: object) -> int:
+    """TERM, SIGTERM, term or 15 -> 15."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in signal.valid_signals():
+            raise ValueError(f"{value}: not a signal number on this system")
+        return value
+    if isinstance(value, str):
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            pass
+    raise ValueError(f"{value!r}: expected a signal name such as TERM, INT, HUP or a number")
+
+
+def _scalar_str(value: object) -> object:
+    """Let YAML numbers stand for strings (PORT: 8000); booleans are ambiguous, so refuse."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r}: a YAML boolean here is ambiguous; quote it")
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _argv(value: object) -> object:
+    """A command string is split like a shell would (without running one); lists stay lists."""
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as e:
+            raise ValueError(f"cannot split command string: {e}") from None
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("command must not be empty")
+        return [_scalar_str(v) for v in value]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Bytes = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
+SignalNumber = Annotated[
+    int,
+    BeforeValidator(_signal),
+    WithJsonSchema({"type": ["string", "integer"], "description": "Signal name or number."}),
+]
+Text = Annotated[str, BeforeValidator(_scalar_str)]
+Argv = Annotated[tuple[Text, ...], BeforeValidator(_argv), WithJsonSchema(_ARGV_SCHEMA)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Control(Strict):
+    socket: str = Field(
+        default=DEFAULT_SOCKET,
+        min_length=1,
+        description="Path of the control socket (mode 0600); --control.socket overrides.",
+    )
+    allowed_uids: tuple[Annotated[int, Field(ge=0)], ...] = Field(
+        default=(), description="Uids besides the controller's own allowed on the socket."
+    )
+
+
+class Restart(Strict):
+    policy: Literal["always", "on-failure", "never"] = Field(
+        default="always", description="When an exited instance is started again."
+    )
+    exit_codes: tuple[Annotated[int, Field(ge=0, le=255)], ...] = Field(
+        default=(0,), description="Exit codes that count as success (on-failure does not restart)."
+    )
+    delay: Seconds = Field(default=0.5, description="First backoff delay.")
+    factor: float = Field(default=2.0, ge=1, description="Each further delay is this times more.")
+    max_delay: Seconds = Field(default=60.0, description="Cap on the backoff delay.")
+    jitter: Fraction = Field(
+        default=0.1, description="Random spread of each delay, as a fraction of it (0..1)."
+    )
+    reset_after: Seconds = Field(
+        default=60.0, description="Uptime after which the backoff starts again from delay."
+    )
+    max_restarts: int = Field(
+        default=10, ge=0, description="More restarts than this within window -> fatal."
+    )
+    window: Seconds = Field(default=300.0, gt=0, description="Window of the give-up rule.")
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> Restart:
+        if self.max_delay < self.delay:
+            raise ValueError(f"max_delay ({self.max_delay}s) is less than delay ({self.delay}s)")
+        return self
+
+
+class Stop(Strict):
+    signal: SignalNumber = Field(
+        default=int(signal.SIGTERM), description="Sent to the instance's process group first."
+    )
+    timeout: Seconds = Field(
+        default=10.0, description="Wait after the stop signal before SIGKILL to the group."
+    )
+
+
+class Limits(Strict):
+    memory: Bytes | None = Field(
+        default=None, gt=0, description="Per-instance RSS over its process tree; absent = none."
+    )
+    check_interval: Seconds = Field(default=1.0, gt=0, description="How often RSS is checked.")
+
+
+class Logs(Strict):
+    directory: str = Field(
+        min_length=1, description="Log files are <directory>/<program>-<instance>.log."
+    )
+    max_size: Bytes = Field(default=10 * 1024**2, gt=0, description="Rotate past this size.")
+    backups: int = Field(default=5, ge=0, description="Rotated files kept (.1 is the newest).")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """'127.0.0.1:8000' or '[::1]:8000' -> (host, port); ValueError when malformed."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r}: expected host:port, e.g. 127.0.0.1:8000 or [::1]:8000")
+    return host, int(port)
+
+
+class Health(Strict):
+    """Liveness check; failure_threshold failures in a row restart the instance."""
+
+    exec: Argv | None = Field(default=None, description="Command; exit status 0 is healthy.")
+    http: str | None = Field(default=None, description="URL; a 2xx or 3xx answer is healthy.")
+    tcp: str | None = Field(default=None, description="host:port; a connection is healthy.")
+    interval: Seconds = Field(default=10.0, gt=0, description="Time between checks.")
+    timeout: Seconds = Field(default=2.0, gt=0, description="A check slower than this fails.")
+    failure_threshold: int = Field(default=3, ge=1, description="Failures in a row to restart.")
+    start_period: Seconds = Field(
+        default=0.0, description="Grace after start before failures count."
+    )
+
+    @field_validator("http")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("tcp")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Health:
+        given = [k for k in ("exec", "http", "tcp") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"health needs exactly one of exec, http, tcp (got {given or 'none'})")
+        return self
+
+    @property
+    def tcp_address(self) -> tuple[str, int]:
+        """(host, port) of the tcp check; only meaningful when tcp is set."""
+        return split_host_port(self.tcp or "")
+
+
+def _cores(value: object) -> object:
+    """'50%' of one core -> 0.5; numbers are cores already."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r}: expected cores (0.5) or a percentage (50%)") from None
+    return value
+
+
+class ScaleUp(Strict):
+    max_step: int = Field(default=4, ge=1, description="Most instances added in one period.")
+    period: Seconds = Field(default=15.0, gt=0, description="Period of the max_step limit.")
+
+
+class ScaleDown(Strict):
+    stabilization: Seconds = Field(
+        default=300.0, description="Scale down only to the highest recommendation of this window."
+    )
+
+
+class Autoscale(Strict):
+    min: int = Field(default=1, ge=0, description="Fewest instances.")
+    max: int = Field(ge=1, description="Most instances.")
+    cpu_target: Annotated[
+        float,
+        BeforeValidator(_cores),
+        WithJsonSchema({"type": ["number", "string"], "description": "Cores, or '50%'."}),
+    ] = Field(gt=0, description="Target CPU per instance in cores, or a percentage of one core.")
+    interval: Seconds = Field(default=15.0, gt=0, description="Time between scaling decisions.")
+    tolerance: Fraction = Field(
+        default=0.1, description="No change while usage/target is within 1 +- tolerance."
+    )
+    warmup: Seconds | None = Field(
+        default=None, description="New instances' CPU is ignored this long; default one interval."
+    )
+    metric: Literal["pool", "system"] = Field(
+        default="pool", description="CPU of the pool's process trees, or of the whole system."
+    )
+    scale_up: ScaleUp = ScaleUp()
+    scale_down: ScaleDown = ScaleDown()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscale:
+        if self.min > self.max:
+            raise ValueError(f"autoscale min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    @property
+    def warmup_seconds(self) -> float:
+        return self.interval if self.warmup is None else self.warmup
+
+
+def _uid(value: object) -> object:
+    if isinstance(value, str) and not value.isdigit():
+        try:
+            return pwd.getpwnam(value).pw_uid
+        except KeyError:
+            raise ValueError(f"{value!r}: no such user") from None
+    return value
+
+
+def _gid(value: object) -> object:
+    if isinstance(value, str) and not value.isdigit():
+        try:
+            return grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ValueError(f"{value!r}: no such group") from None
+    return value
+
+
+class Program(Strict):
+    # Strict so that the before-validator's `is True` test and the field always agree.
+    shell: StrictBool = Field(
+        default=False, description="Run the command string with /bin/sh -c (else: no shell)."
+    )
+    command: Argv = Field(description="argv list, or a string split with shell-like quoting.")
+    environment: dict[Text, Text] = Field(
+        default={}, description="Added to the controller's environment."
+    )
+    directory: str | None = Field(default=None, min_length=1, description="Working directory.")
+    user: Annotated[int, BeforeValidator(_uid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
+        default=None, ge=0, description="Run as this user (name or uid); controller must be root."
+    )
+    group: Annotated[int, BeforeValidator(_gid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
+        default=None, ge=0, description="Run as this group (name or gid); default: user's group."
+    )
+    instances: int = Field(default=1, ge=0, description="Fixed count (not with autoscale).")
+    priority: int = Field(default=100, description="Lower starts first and stops last.")
+    autostart: bool = Field(default=True, description="Start when the controller starts.")
+    start_seconds: Seconds = Field(
+        default=1.0, description="An exit sooner than this after start is a failed start."
+    )
+    restart: Restart = Restart()
+    stop: Stop = Stop()
+    limits: Limits = Limits()
+    logs: Logs | None = Field(
+        default=None,
+        description="Log files; absent: controller's stderr, lines prefixed 'program:instance | '.",
+    )
+    health: Health | None = None
+    autoscale: Autoscale | None = Field(default=None, description="Pool scaled on CPU usage.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shell_command(cls, data: Any) -> Any:
+        """With shell: true the command string goes to /bin/sh -c as one argument."""
+        if isinstance(data, dict) and data.get("shell") is True:
+            command = data.get("command")
+            if not isinstance(command, str):
+                raise ValueError("shell: true needs command as one string")
+            data = {**data, "command": ["/bin/sh", "-c", command]}
+        return data
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, text in value.items():
+            if not key or "=" in key or "\0" in key or "\0" in text:
+                raise ValueError(f"{key!r}: not a valid environment variable")
+        return value
+
+    @model_validator(mode="after")
+    def _instances_or_autoscale(self) -> Program:
+        if self.autoscale is not None and "instances" in self.model_fields_set:
+            raise ValueError("instances and autoscale are mutually exclusive; use one")
+        return self
+
+
+class ControllerConfig(Strict):
+    """Top level of --config.file."""
+
+    control: Control = Control()
+    programs: dict[
+        Annotated[str, Field(pattern=PROGRAM_NAME)], Program
+    ] = Field(default={}, description="Programs by name ([A-Za-z0-9][A-Za-z0-9_.-]*, not 'all').")
+
+    @field_validator("programs")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, Program]) -> dict[str, Program]:
+        for name in value:
+            if name in RESERVED_NAMES:
+                raise ValueError(f"{name!r} is reserved (procpilotctl uses it for every program)")
+        return value
+
+
+def parse(data: Any, source: str) -> ControllerConfig:
+    """Validate already-parsed YAML; source names the file in errors."""
+    try:
+        return ControllerConfig.model_validate({} if data is None else data)
+    except ValidationError as e:
+        raise ConfigError(format_error(source, e)) from None
+
+
+def load(path: str) -> ControllerConfig:
+    """Read and validate --config.file; every failure is a ConfigError naming file and key."""
+    return parse(load_yaml(path), path)
+
+
+def json_schema() -> str:
+    """JSON Schema of the config file, for editors (shipped as controller/config.schema.json)."""
+    schema = ControllerConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "procpilot controller configuration"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
