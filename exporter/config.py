@@ -51,7 +51,8 @@ class Group(Strict):
         default=False, description="Also export per-process RSS series for this group."
     )
     max_series: Annotated[int, Field(ge=0)] = Field(
-        default=100, description="Cap on per-process series of this group; the rest are counted as dropped."
+        default=100,
+        description="Cap on per-process series of this group; the rest are counted as dropped.",
     )
 
     @field_validator("cmdline")
@@ -85,7 +86,8 @@ class Group(Strict):
 
 class Orphans(Strict):
     exclude: list[str] = Field(
-        default=[], description="comm values never reported as orphans (e.g. double-forking daemons)."
+        default=[],
+        description="comm values never reported as orphans (e.g. double-forking daemons).",
     )
 
 

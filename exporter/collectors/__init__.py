@@ -1,0 +1,34 @@
+"""Collectors: each derives metric families from one shared procfs snapshot.
+
+They are registered here by name; the names are the ``--collector.<name>`` flags and the
+``collector`` label of the exporter's own duration and success metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import groups, orphans, summary, top, zombies
+from exporter.collectors.drops import Drops
+from exporter.config import ExporterConfig
+from exporter.procfs import Snapshot
+
+
+class Collector(Protocol):
+    def collect(self, snap: Snapshot) -> Iterable[Metric]: ...
+
+
+Factory = Callable[[ExporterConfig, Drops], Collector]
+
+COLLECTORS: dict[str, Factory] = {
+    "summary": summary.Summary,
+    "zombies": zombies.Zombies,
+    "orphans": orphans.Orphans,
+    "groups": groups.Groups,
+    "top": top.Top,
+}
+
+__all__ = ["COLLECTORS", "Collector", "Drops", "Factory"]

@@ -1,0 +1,181 @@
+"""Configured process groups: count, memory, CPU, threads, age; opt-in per-process memory.
+
+Matching is costly (it may read exe and cmdline), so each process is matched once per
+(pid, start time, comm) and the answer kept until the process goes away. CPU counters are
+built from per-scrape deltas so they stay monotonic when members exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.drops import Drops
+from exporter.config import PLACEHOLDER, ExporterConfig, Group
+from exporter.procfs import Proc, Snapshot
+
+MatchKey = tuple[int, int, str]
+
+
+@dataclass
+class _Totals:
+    processes: int = 0
+    rss: int = 0
+    threads: int = 0
+    oldest: float = 0.0
+    members: list[Proc] = field(default_factory=list)
+
+
+class Matcher:
+    """First-match-wins assignment of a process to a group name (or None)."""
+
+    def __init__(self, groups: list[Group]) -> None:
+        self.groups = [(g, re.compile(g.cmdline) if g.cmdline else None) for g in groups]
+
+    def match(self, p: Proc, snap: Snapshot) -> tuple[Group, str] | None:
+        for group, cmdline_re in self.groups:
+            if group.comm and p.comm not in group.comm:
+                continue
+            if group.exe:
+                exe = snap.exe(p)
+                if exe not in group.exe and os.path.basename(exe) not in group.exe:
+                    continue
+            captures: dict[str, str] = {}
+            if cmdline_re is not None:
+                found = cmdline_re.search(" ".join(snap.cmdline(p)))
+                if found is None:
+                    continue
+                captures = {k: v or "" for k, v in found.groupdict().items()}
+            return group, self._name(group, p, snap, captures)
+        return None
+
+    @staticmethod
+    def _name(group: Group, p: Proc, snap: Snapshot, captures: dict[str, str]) -> str:
+        if group.is_static:
+            return group.name
+
+        def fill(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key == "comm":
+                return p.comm
+            if key == "exe_basename":
+                return os.path.basename(snap.exe(p))
+            if key == "user":
+                return snap.user(p)
+            return captures[key]
+
+        return PLACEHOLDER.sub(fill, group.name)
+
+
+class Groups:
+    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
+        self.matcher = Matcher(config.groups)
+        self.max_groups = config.max_groups
+        self.drops = drops
+        self._assigned: dict[MatchKey, tuple[Group, str] | None] = {}
+        # Known names, in first-seen order; templated names stay once seen so that their
+        # counters never vanish. Static names are known before any process matches.
+        self._names: dict[str, Group] = {g.name: g for g in config.groups if g.is_static}
+        self._cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in self._names}
+        self._last_cpu: dict[tuple[int, int], tuple[str, float, float]] = {}
+
+    def _assign(self, snap: Snapshot) -> dict[str, _Totals]:
+        totals = {name: _Totals() for name in self._names}
+        assigned: dict[MatchKey, tuple[Group, str] | None] = {}
+        dropped: set[str] = set()
+        for p in snap:
+            if p.is_kernel_thread:
+                continue
+            key = (p.pid, p.start_ticks, p.comm)
+            try:
+                hit = self._assigned[key]
+            except KeyError:
+                hit = self.matcher.match(p, snap)
+            assigned[key] = hit
+            if hit is None:
+                continue
+            group, name = hit
+            if name not in totals:
+                if len(self._names) >= self.max_groups:
+                    dropped.add(name)
+                    continue
+                self._names[name] = group
+                self._cpu[name] = [0.0, 0.0]
+                totals[name] = _Totals()
+            t = totals[name]
+            t.processes += 1
+            t.rss += p.rss_bytes
+            t.threads += p.num_threads
+            t.oldest = p.start_time if not t.oldest else min(t.oldest, p.start_time)
+            t.members.append(p)
+        self._assigned = assigned
+        self.drops.add("max_groups", len(dropped))
+        return totals
+
+    def _account_cpu(self, totals: dict[str, _Totals]) -> None:
+        """Add each member's CPU since the last scrape to its group's counters."""
+        last = self._last_cpu
+        now_cpu: dict[tuple[int, int], tuple[str, float, float]] = {}
+        for name, t in totals.items():
+            acc = self._cpu[name]
+            for p in t.members:
+                before = last.get(p.key)
+                if before is not None and before[0] == name:
+                    acc[0] += max(p.utime - before[1], 0.0)
+                    acc[1] += max(p.stime - before[2], 0.0)
+                else:
+                    acc[0] += p.utime
+                    acc[1] += p.stime
+                now_cpu[p.key] = (name, p.utime, p.stime)
+        self._last_cpu = now_cpu
+
+    def collect(self, snap: Snapshot) -> Iterator[Metric]:
+        totals = self._assign(snap)
+        self._account_cpu(totals)
+        count = GaugeMetricFamily(
+            "procpilot_group_processes", "Processes in each configured group.", labels=["group"]
+        )
+        rss = GaugeMetricFamily(
+            "procpilot_group_resident_memory_bytes",
+            "Resident memory summed over each group.",
+            labels=["group"],
+        )
+        threads = GaugeMetricFamily(
+            "procpilot_group_threads", "Threads in each group.", labels=["group"]
+        )
+        oldest = GaugeMetricFamily(
+            "procpilot_group_oldest_start_time_seconds",
+            "Unix time the oldest member of each group started.",
+            labels=["group"],
+        )
+        cpu = CounterMetricFamily(
+            "procpilot_group_cpu_seconds",
+            "CPU used by each group's members, kept when members exit.",
+            labels=["group", "mode"],
+        )
+        per_process = GaugeMetricFamily(
+            "procpilot_process_resident_memory_bytes",
+            "Resident memory of each process of groups that opt in (capped by max_series).",
+            labels=["group", "pid"],
+        )
+        for name, t in totals.items():
+            count.add_metric([name], t.processes)
+            rss.add_metric([name], t.rss)
+            threads.add_metric([name], t.threads)
+            if t.processes:
+                oldest.add_metric([name], t.oldest)
+            user, system = self._cpu[name]
+            cpu.add_metric([name, "user"], user)
+            cpu.add_metric([name, "system"], system)
+            group = self._names[name]
+            if group.per_process:
+                kept = t.members[: group.max_series]
+                self.drops.add("max_series", len(t.members) - len(kept))
+                for p in kept:
+                    per_process.add_metric([name, str(p.pid)], p.rss_bytes)
+        yield from (count, rss, threads, oldest, cpu, per_process)

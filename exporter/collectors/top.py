@@ -1,0 +1,70 @@
+"""The N largest processes by resident memory and the N busiest by CPU since the last scrape.
+
+There is deliberately no rank label: when two processes swap places no new series appear.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.drops import Drops
+from exporter.config import ExporterConfig
+from exporter.procfs import Proc, Snapshot
+
+
+def cpu_rates(
+    procs: list[Proc], now: float, prev: dict[tuple[int, int], float], prev_at: float | None
+) -> list[tuple[float, Proc]]:
+    """Cores used by each process since the previous scrape.
+
+    A process not seen at the previous scrape is averaged over its life since it started
+    (or since the previous scrape, if it started before that and was missed).
+    """
+    rates = []
+    for p in procs:
+        used = p.utime + p.stime
+        before = prev.get(p.key)
+        if before is not None and prev_at is not None:
+            used -= before
+            since = prev_at
+        else:
+            since = p.start_time if prev_at is None else max(p.start_time, prev_at)
+        elapsed = now - since
+        if elapsed > 0 and used > 0:
+            rates.append((used / elapsed, p))
+    return rates
+
+
+class Top:
+    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
+        self.n = config.top_processes
+        self._prev: dict[tuple[int, int], float] = {}
+        self._prev_at: float | None = None
+
+    def collect(self, snap: Snapshot) -> Iterator[Metric]:
+        procs = list(snap)
+        rates = cpu_rates(procs, snap.taken_at, self._prev, self._prev_at)
+        self._prev = {p.key: p.utime + p.stime for p in procs}
+        self._prev_at = snap.taken_at
+
+        memory = GaugeMetricFamily(
+            "procpilot_top_process_resident_memory_bytes",
+            "Resident memory of the N largest processes.",
+            labels=["pid", "name"],
+        )
+        for p in heapq.nlargest(self.n, procs, key=lambda p: p.rss_bytes):
+            memory.add_metric([str(p.pid), p.comm], p.rss_bytes)
+        yield memory
+
+        cpu = GaugeMetricFamily(
+            "procpilot_top_process_cpu_usage_ratio",
+            "CPU of the N busiest processes since the previous scrape, in cores.",
+            labels=["pid", "name"],
+        )
+        for rate, p in heapq.nlargest(self.n, rates, key=lambda r: r[0]):
+            cpu.add_metric([str(p.pid), p.comm], rate)
+        yield cpu

@@ -1,0 +1,43 @@
+"""Zombie processes grouped by their parent's name: the parent is what needs fixing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.drops import Drops
+from exporter.config import ExporterConfig
+from exporter.procfs import Snapshot
+
+
+class Zombies:
+    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
+        pass
+
+    def collect(self, snap: Snapshot) -> Iterator[Metric]:
+        count: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for p in snap:
+            if p.state != "Z":
+                continue
+            parent = snap.procs.get(p.ppid)
+            name = parent.comm if parent else "unknown"
+            count[name] = count.get(name, 0) + 1
+            oldest[name] = min(oldest.get(name, p.start_time), p.start_time)
+        zombies = GaugeMetricFamily(
+            "procpilot_zombie_processes",
+            "Zombie processes by the name of the parent that has not reaped them.",
+            labels=["parent"],
+        )
+        started = GaugeMetricFamily(
+            "procpilot_zombie_oldest_start_time_seconds",
+            "Unix time the oldest zombie of each parent started.",
+            labels=["parent"],
+        )
+        for name, n in count.items():
+            zombies.add_metric([name], n)
+            started.add_metric([name], oldest[name])
+        yield zombies
+        yield started

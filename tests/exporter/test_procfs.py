@@ -1,0 +1,134 @@
+"""The procfs snapshot: the stat parser, odd names, vanishing processes, caches."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.procfs import CMDLINE_LIMIT, PF_KTHREAD, ProcReader, parse_stat
+from tests.exporter.fakeproc import BTIME, FakeProcfs, stat_line
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@given(
+    pid=st.integers(1, 2**22),
+    comm=st.binary(max_size=15).filter(lambda b: b"\0" not in b),
+    state=st.sampled_from("RSDTtZXxIWP"),
+    ppid=st.integers(0, 2**22),
+    utime=st.integers(0, 2**40),
+    threads=st.integers(1, 10**5),
+    start=st.integers(0, 2**40),
+    rss=st.integers(0, 2**30),
+)
+def test_parse_stat_any_comm(
+    *,
+    pid: int, comm: bytes, state: str, ppid: int, utime: int, threads: int, start: int, rss: int
+) -> None:
+    line = stat_line(pid, comm, state=state, ppid=ppid, utime=utime, threads=threads,
+                     start=start, rss_pages=rss)
+    p = parse_stat(line, BTIME, TICKS, PAGE)
+    assert (p.pid, p.state, p.ppid, p.num_threads) == (pid, state, ppid, threads)
+    assert p.comm == comm.decode("utf-8", "replace")
+    assert p.utime == utime / TICKS
+    assert p.start_time == BTIME + start / TICKS
+    assert p.rss_bytes == rss * PAGE
+
+
+@given(st.binary(max_size=300))
+def test_parse_stat_garbage_raises_value_error_only(data: bytes) -> None:
+    with contextlib.suppress(ValueError):
+        parse_stat(data, BTIME, TICKS, PAGE)
+
+
+@given(st.text(string.printable, max_size=40))
+def test_parse_stat_truncated_lines(suffix: str) -> None:
+    line = stat_line(7, b"x) y (z")[: 20 + len(suffix) % 60]
+    with contextlib.suppress(ValueError):
+        parse_stat(line, BTIME, TICKS, PAGE)
+
+
+def test_real_proc_self_matches_os() -> None:
+    snap = ProcReader().snapshot()
+    me = snap.procs[os.getpid()]
+    assert me.ppid == os.getppid()
+    assert me.pgrp == os.getpgrp()
+    assert me.session == os.getsid(0)
+    assert me.rss_bytes > 0
+    assert snap.cmdline(me)[0].endswith(("python", "python3")) or "python" in snap.cmdline(me)[0]
+
+
+@pytest.mark.parametrize(
+    "comm",
+    [b"with space", b"a) b (c", b"))((", b"new\nline", b"\xff\xfebad", b""],
+)
+def test_odd_comm_names(tmp_path: Path, comm: bytes) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, comm, ppid=1)
+    p = ProcReader(str(tmp_path)).snapshot().procs[10]
+    assert p.comm == comm.decode("utf-8", "replace")
+    assert p.ppid == 1
+
+
+def test_non_utf8_and_huge_cmdline(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"odd", cmdline=b"/bin/\xff\xfe\0--flag\0")
+    fake.add(11, b"huge", cmdline=b"x" * (4 * CMDLINE_LIMIT) + b"\0")
+    snap = ProcReader(str(tmp_path)).snapshot()
+    assert snap.cmdline(snap.procs[10]) == ("/bin/\ufffd\ufffd", "--flag")
+    (huge,) = snap.cmdline(snap.procs[11])
+    assert len(huge) == CMDLINE_LIMIT
+
+
+def test_kernel_thread_has_no_cmdline_or_exe(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(2, b"kthreadd", ppid=0, flags=PF_KTHREAD)
+    snap = ProcReader(str(tmp_path)).snapshot()
+    k = snap.procs[2]
+    assert k.is_kernel_thread
+    assert snap.cmdline(k) == ()
+    assert snap.exe(k) == ""
+
+
+def test_vanished_and_unparsable_are_skipped_and_counted(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"ok")
+    (tmp_path / "11").mkdir()  # gone between listdir and open: no stat file
+    (tmp_path / "12").mkdir()
+    (tmp_path / "12" / "stat").write_bytes(b"not a stat line")
+    (tmp_path / "13").mkdir()
+    (tmp_path / "13" / "stat").mkdir()  # unreadable as a file
+    (tmp_path / "self").mkdir()  # non-numeric entries are ignored
+    snap = ProcReader(str(tmp_path)).snapshot()
+    assert list(snap.procs) == [10]
+    assert snap.errors.vanished == 1
+    assert snap.errors.parse == 2
+
+
+def test_details_cached_per_process_and_refreshed_on_exec(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    d = fake.add(10, b"sh", cmdline=b"sh\0-c\0run\0")
+    reader = ProcReader(str(tmp_path))
+    snap = reader.snapshot()
+    assert snap.cmdline(snap.procs[10]) == ("sh", "-c", "run")
+    (d / "cmdline").write_bytes(b"changed\0")
+    snap = reader.snapshot()
+    assert snap.cmdline(snap.procs[10]) == ("sh", "-c", "run")  # cached
+    fake.add(10, b"server", cmdline=b"server\0--port\0")  # exec: same pid and start, new comm
+    snap = reader.snapshot()
+    assert snap.cmdline(snap.procs[10]) == ("server", "--port")
+    fake.add(10, b"server", cmdline=b"other\0", start=999)  # pid reused by a new process
+    snap = reader.snapshot()
+    assert snap.cmdline(snap.procs[10]) == ("other",)
+
+
+def test_not_a_procfs_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="btime"):
+        ProcReader(str(tmp_path))
