@@ -1,0 +1,162 @@
+"""Instance states and the pure decisions that move an instance between them.
+
+=========  ==============================================  ==================================
+From       Event                                           To
+=========  ==============================================  ==================================
+stopped    start (autostart, procpilotctl start)           starting
+exited     start                                           starting
+fatal      start (procpilotctl start; backoff reset)       starting
+backoff    delay elapsed, or procpilotctl start            starting
+backoff,   stop (procpilotctl stop, shutdown, scale down)  stopped
+exited,
+fatal
+starting   still up after start_seconds                    running
+starting,  stop or controller restart (manual,             stopping
+running      memory_limit, health): stop signal sent
+starting,  exit (see ``on_exit``)                          backoff, starting, exited, fatal
+running,                                                   or stopped
+stopping
+=========  ==============================================  ==================================
+
+``on_exit`` decides what an exit means:
+
+- a plain stop ends in stopped, whatever the exit status;
+- a manual restart starts again at once, without touching the backoff;
+- otherwise policy ``never``, or policy ``on-failure`` with a clean exit (an exit code in
+  ``exit_codes``, not a signal, not forced by the controller), ends in exited;
+- anything else is a restart that counts: backoff with a delay, or fatal when the give-up
+  rule says so. Its reason is the controller's cause (memory_limit, health, oom_kill) if there
+  is one, else failed_start when the instance was up less than ``start_seconds``, else signal
+  or exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from controller.backoff import Backoff, record
+from controller.config import Program
+
+
+class State(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    FATAL = "fatal"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.STOPPED: frozenset({State.STARTING}),
+    State.EXITED: frozenset({State.STARTING, State.STOPPED}),
+    State.FATAL: frozenset({State.STARTING, State.STOPPED}),
+    State.BACKOFF: frozenset({State.STARTING, State.STOPPED}),
+    State.STARTING: frozenset(
+        {State.RUNNING, State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}
+    ),
+    State.RUNNING: frozenset({State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}),
+    State.STOPPING: frozenset(
+        {State.STOPPED, State.BACKOFF, State.STARTING, State.EXITED, State.FATAL}
+    ),
+}
+"""Allowed moves, the table above as data; the runtime checks each move with ``check``."""
+
+# Program state for procpilot_program_state: the first of these found among its instances.
+# Trouble first (fatal, backoff), then motion (starting, stopping), then rest.
+AGGREGATE_ORDER = (
+    State.FATAL,
+    State.BACKOFF,
+    State.STARTING,
+    State.STOPPING,
+    State.RUNNING,
+    State.EXITED,
+    State.STOPPED,
+)
+
+Cause = Literal["stop", "manual", "memory_limit", "health", "oom_kill"]
+"""Why the controller expects an exit: it asked for a stop or a restart, or saw an OOM kill."""
+Reason = Literal[
+    "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual", "stop"
+]
+"""How an exit is reported: last_exit.reason, and the reason label of restarts_total."""
+
+
+def check(old: State, new: State) -> None:
+    """Raise ValueError on a move the table does not allow (a bug in the runtime)."""
+    if new not in TRANSITIONS[old]:
+        raise ValueError(f"illegal state transition {old} -> {new}")
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One exit of an instance, as the reaper saw it."""
+
+    code: int | None
+    """Exit status, or None when killed by a signal; report a failed spawn as 127."""
+    signal: int | None
+    """Signal number that killed it, or None."""
+    uptime: float
+    """Seconds between spawn and exit (0 for a spawn that failed)."""
+    time: float
+    """When it exited (the clock the runtime passes as now everywhere)."""
+
+    @property
+    def code_value(self) -> int:
+        """The procpilot_program_exit_code value: the status, or 128+n for signal n."""
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.code if self.code is not None else 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    """BACKOFF, STARTING (immediately), EXITED, FATAL or STOPPED."""
+    reason: Reason
+    backoff: Backoff
+    delay: float
+    """Seconds to wait in BACKOFF; 0 otherwise."""
+
+    @property
+    def restarts(self) -> bool:
+        """Whether this exit is a restart, counted in procpilot_program_restarts_total."""
+        return self.state in (State.BACKOFF, State.STARTING)
+
+
+def classify(program: Program, exited: Exit, cause: Cause | None) -> Reason:
+    """The reason an exit is reported with."""
+    if cause is not None:
+        return cause
+    if exited.uptime < program.start_seconds:
+        return "failed_start"
+    return "signal" if exited.signal is not None else "exit"
+
+
+def on_exit(
+    program: Program, exited: Exit, cause: Cause | None, backoff: Backoff, rand: float
+) -> Outcome:
+    """Next state after an exit; ``rand`` in [0, 1) draws the jitter."""
+    reason = classify(program, exited, cause)
+    if cause == "stop":
+        return Outcome(State.STOPPED, reason, backoff, 0.0)
+    if cause == "manual":
+        return Outcome(State.STARTING, reason, backoff, 0.0)
+    policy = program.restart
+    clean = cause is None and exited.signal is None and exited.code in policy.exit_codes
+    if policy.policy == "never" or (policy.policy == "on-failure" and clean):
+        return Outcome(State.EXITED, reason, backoff, 0.0)
+    verdict = record(backoff, policy, now=exited.time, uptime=exited.uptime, rand=rand)
+    if verdict.give_up:
+        return Outcome(State.FATAL, reason, verdict.backoff, 0.0)
+    return Outcome(State.BACKOFF, reason, verdict.backoff, verdict.delay)
+
+
+def aggregate(states: Iterable[State]) -> State:
+    """A program's state from its instances' (see AGGREGATE_ORDER); none at all is stopped."""
+    present = set(states)
+    return next((s for s in AGGREGATE_ORDER if s in present), State.STOPPED)
