@@ -1,0 +1,418 @@
+"""Scrape time and memory of procpilot-exporter against the usual alternatives.
+
+For each size N, start N idle processes, then procpilot-exporter, Debian's
+prometheus-process-exporter (every process grouped by comm, no threads, no smaps) and
+prometheus-node-exporter with only its processes collector, each on a free 127.0.0.1
+port. Then, round after round, time one full GET /metrics of each, and in the same
+rounds three in-process references: a bare loop reading every /proc/<pid>/stat (the
+floor for any exporter written in Python), one psutil.process_iter pass, and
+procpilot's own ProcReader.snapshot(). The start of each round rotates so no tool
+always runs right after another. Afterwards, print per N the median and p90 of each,
+ratios, each exporter's CPU time per scrape and memory (VmRSS, VmHWM), and the
+issue's targets.
+
+    .venv/bin/python benchmarks/exporter_scrape.py [--sizes 2000,10000] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Server, cpu_seconds, free_port, percentile, scrape, status_kib
+from idle_procs import IdleProcesses
+
+from exporter.procfs import ProcReader
+
+SUBJECT = "procpilot-exporter"
+BARE = "bare stat loop"
+NODE = "node_exporter processes"
+PROCESS_EXPORTER = "process-exporter"
+
+# The issue's goals at 10,000 processes, all collectors on.
+TARGET_BARE_RATIO = 1.5
+TARGET_RSS_KIB = 60 * 1024
+
+# Every process in a group named after its comm; '.*' also matches kernel threads,
+# whose cmdline is empty.
+PROCESS_EXPORTER_CONFIG = 'process_names:\n  - name: "{{.Comm}}"\n    cmdline: [".*"]\n'
+
+
+# --- what gets measured --------------------------------------------------------------
+
+
+@dataclass
+class Tool:
+    """One row: something to time once per round; `measure` returns its output size."""
+
+    name: str
+    measure: Callable[[], int]
+    unit: str  # what measure() counts: "series" or "procs"
+    server: Server | None = None
+
+
+def bare_stat_loop() -> int:
+    """Open and read /proc/<pid>/stat of every process, parse nothing."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    f.read()
+            except OSError:
+                continue
+            count += 1
+    return count
+
+
+def psutil_pass() -> int:
+    return sum(1 for _ in psutil.process_iter(["status", "memory_info", "cpu_times"]))
+
+
+def count_series(body: bytes) -> int:
+    """Samples in a text exposition: lines that are neither comments nor blank."""
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+def scraper(port: int, timeout: float) -> Callable[[], int]:
+    return lambda: count_series(scrape(port, timeout=timeout)[1])
+
+
+def snapshotter() -> Callable[[], int]:
+    reader = ProcReader()  # one reader across rounds keeps its caches, as the exporter's
+    return lambda: len(reader.snapshot().procs)
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    binary: str | None
+    argv: Callable[[str, int], list[str]]  # (binary, port) -> command line
+
+
+def server_specs(config_dir: str) -> list[ServerSpec]:
+    pe_config = os.path.join(config_dir, "process-exporter.yml")
+    with open(pe_config, "w") as f:
+        f.write(PROCESS_EXPORTER_CONFIG)
+    venv_bin = Path(sys.executable).parent
+    subject = venv_bin / "procpilot-exporter"
+    return [
+        ServerSpec(
+            SUBJECT,
+            str(subject) if subject.exists() else shutil.which("procpilot-exporter"),
+            lambda b, port: [b, f"--web.listen-address=127.0.0.1:{port}"],
+        ),
+        ServerSpec(
+            PROCESS_EXPORTER,
+            shutil.which("prometheus-process-exporter"),
+            lambda b, port: [
+                b,
+                f"-web.listen-address=127.0.0.1:{port}",
+                f"-config.path={pe_config}",
+                "-threads=false",
+                "-gather-smaps=false",
+            ],
+        ),
+        ServerSpec(
+            NODE,
+            shutil.which("prometheus-node-exporter"),
+            lambda b, port: [
+                b,
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--collector.disable-defaults",
+                "--collector.processes",
+            ],
+        ),
+    ]
+
+
+def tool_version(binary: str) -> str:
+    """First line of `binary --version`, for the record."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+# --- pure summaries ----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    tool: str
+    median_s: float
+    p90_s: float
+    vs_bare: float | None  # median / bare loop's median
+    subject_vs_this: float | None  # procpilot median / this median: < 1 means procpilot wins
+    output: str  # "<count> series" or "<count> procs", from the last round
+    cpu_s_per_scrape: float | None = None
+    rss_kib: int | None = None
+    hwm_kib: int | None = None
+
+
+@dataclass
+class Target:
+    goal: str
+    met: bool | None  # None: could not be judged (a tool missing)
+    detail: str
+
+
+def summarize(times: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    """Per tool: (median, p90) of its times."""
+    return {
+        name: (statistics.median(values), percentile(values, 90))
+        for name, values in times.items()
+        if values
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def check_targets(medians: dict[str, float], subject_rss_kib: int | None) -> list[Target]:
+    mine = medians.get(SUBJECT)
+    vs_bare = ratio(mine, medians.get(BARE))
+    vs_node = ratio(mine, medians.get(NODE))
+    vs_pe = ratio(medians.get(PROCESS_EXPORTER), mine)
+
+    def judged(goal: str, value: float | None, ok: Callable[[float], bool], text: str) -> Target:
+        if value is None:
+            return Target(goal, None, "not measured")
+        return Target(goal, ok(value), text.format(value))
+
+    return [
+        judged(
+            f"median <= {TARGET_BARE_RATIO}x bare stat loop",
+            vs_bare,
+            lambda v: v <= TARGET_BARE_RATIO,
+            "{:.2f}x",
+        ),
+        judged("faster than node_exporter processes", vs_node, lambda v: v < 1, "{:.2f}x its time"),
+        judged(">= 10x faster than process-exporter", vs_pe, lambda v: v >= 10, "{:.1f}x faster"),
+        judged(
+            f"RSS < {TARGET_RSS_KIB // 1024} MB",
+            None if subject_rss_kib is None else float(subject_rss_kib),
+            lambda v: v < TARGET_RSS_KIB,
+            "{:.0f} KiB",
+        ),
+    ]
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+@dataclass
+class SizeResult:
+    idle: int
+    procs_seen: int
+    idle_spawn_s: float
+    idle_memory_bytes: int
+    rows: list[Row]
+    targets: list[Target]
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def run_rounds(
+    tools: Sequence[Tool], rounds: int, label: str
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Time each tool once per round, rotating who goes first.
+
+    Returns the times per tool and what each measured in the last round.
+    """
+    times: dict[str, list[float]] = {t.name: [] for t in tools}
+    outputs: dict[str, int] = {}
+    for r in range(rounds):
+        shift = r % len(tools)
+        for tool in [*tools[shift:], *tools[:shift]]:
+            started = time.perf_counter()
+            outputs[tool.name] = tool.measure()
+            times[tool.name].append(time.perf_counter() - started)
+        log(f"  {label} round {r + 1}/{rounds}")
+    return times, outputs
+
+
+def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec]) -> SizeResult:
+    skipped: list[str] = []
+    errors: list[str] = []
+    with IdleProcesses(idle) as procs, ExitStack() as stack:
+        log(
+            f"N={idle}: {idle} idle processes up in {procs.spawn_seconds:.1f}s, "
+            f"{procs.memory_bytes / 2**20:.0f} MiB"
+        )
+        tools: list[Tool] = []
+        for spec in specs:
+            if spec.binary is None:
+                skipped.append(f"{spec.name}: binary not found")
+                continue
+            port = free_port()
+            server = stack.enter_context(Server(spec.name, spec.argv(spec.binary, port), port))
+            try:
+                server.wait_ready(timeout=args.timeout)
+            except RuntimeError as e:
+                errors.append(str(e))
+                continue
+            tools.append(Tool(spec.name, scraper(port, args.timeout), "series", server))
+        tools += [
+            Tool(BARE, bare_stat_loop, "procs"),
+            Tool("psutil.process_iter", psutil_pass, "procs"),
+            Tool("ProcReader.snapshot", snapshotter(), "procs"),
+        ]
+        procs_seen = bare_stat_loop()
+        run_rounds(tools, args.warmup, "warm-up")
+        cpu_before = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
+        times, outputs = run_rounds(tools, args.rounds, "measured")
+        stats = summarize(times)
+        medians = {name: s[0] for name, s in stats.items()}
+        rows = []
+        for tool in tools:
+            median, p90 = stats[tool.name]
+            row = Row(
+                tool.name,
+                median,
+                p90,
+                ratio(median, medians.get(BARE)),
+                ratio(medians.get(SUBJECT), median),
+                f"{outputs[tool.name]} {tool.unit}",
+            )
+            if tool.server:
+                used = cpu_seconds(tool.server.pid) - cpu_before[tool.name]
+                row.cpu_s_per_scrape = used / args.rounds
+                mem = status_kib(tool.server.pid, "VmRSS", "VmHWM")
+                row.rss_kib, row.hwm_kib = mem.get("VmRSS"), mem.get("VmHWM")
+            rows.append(row)
+    subject_rss = next((r.rss_kib for r in rows if r.tool == SUBJECT), None)
+    return SizeResult(
+        idle,
+        procs_seen,
+        procs.spawn_seconds,
+        procs.memory_bytes,
+        rows,
+        check_targets(medians, subject_rss),
+        skipped,
+        errors,
+    )
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(result: SizeResult) -> str:
+    head = (
+        f"N = {result.idle} idle processes ({result.procs_seen} in /proc; "
+        f"they cost {result.idle_memory_bytes / 2**20:.0f} MiB, "
+        f"{result.idle_memory_bytes / max(result.idle, 1) / 1024:.0f} KiB each)"
+    )
+    columns = (
+        "tool", "median s", "p90 s", "x bare", "procpilot/x", "cpu s/scrape",
+        "RSS MiB", "HWM MiB", "output",
+    )  # fmt: skip
+    lines = [
+        (
+            r.tool,
+            f"{r.median_s:.3f}",
+            f"{r.p90_s:.3f}",
+            _fmt(r.vs_bare, ".2f"),
+            _fmt(r.subject_vs_this, ".2f"),
+            _fmt(r.cpu_s_per_scrape, ".3f"),
+            _fmt(None if r.rss_kib is None else r.rss_kib / 1024, ".1f"),
+            _fmt(None if r.hwm_kib is None else r.hwm_kib / 1024, ".1f"),
+            r.output,
+        )
+        for r in result.rows
+    ]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(columns)]
+    out = [head, ""]
+    for cells in [columns, tuple("-" * w for w in widths), *lines]:
+        out.append(
+            "  ".join(
+                c.ljust(w) if i in (0, len(widths) - 1) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+    out += ["", "targets (set for 10,000 processes):"]
+    for t in result.targets:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[t.met]
+        out.append(f"  {t.goal}: {verdict} ({t.detail})")
+    out += [f"skipped {s}" for s in result.skipped]
+    out += [f"ERROR {e}" for e in result.errors]
+    return "\n".join(out)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--sizes",
+        default="2000,10000",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="idle process counts to measure at, comma-separated (default 2000,10000)",
+    )
+    p.add_argument("--rounds", type=int, default=15, help="measured rounds (default 15)")
+    p.add_argument("--warmup", type=int, default=2, help="rounds run first, not counted")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per scrape / start")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.warmup < 0 or min(args.sizes) < 1:
+        p.error("--rounds and --sizes must be positive, --warmup not negative")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as config_dir:
+        specs = server_specs(config_dir)
+        results = [measure_size(n, args, specs) for n in args.sizes]
+    versions = {s.name: tool_version(s.binary) for s in specs[1:] if s.binary}
+    env = {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "versions": versions,
+    }
+    if args.json:
+        print(json.dumps({"env": env, "sizes": [asdict(r) for r in results]}, indent=2))
+    else:
+        print(
+            f"{env['cpus']} CPUs, Linux {env['kernel']}, Python {env['python']}, "
+            f"{args.rounds} rounds after {args.warmup} warm-up"
+        )
+        print("; ".join(f"{k}: {v}" for k, v in versions.items()) + "\n")
+        print("\n\n".join(format_table(r) for r in results))
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
