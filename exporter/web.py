@@ -301,6 +301,12 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def format_address(address: tuple[str, int]) -> str:
+    """(host, port) as host:port, with IPv6 hosts in brackets: the inverse of the flag."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _listen_address_flag(value: str) -> str:
     try:
         parse_listen_address(value)
