@@ -61,7 +61,9 @@ class Prometheus:
             self.proc.wait()
 
 
-def start(workdir: Path, targets: dict[str, str], rule_files: list[str] | None = None) -> Prometheus:
+def start(
+    workdir: Path, targets: dict[str, str], rule_files: list[str] | None = None
+) -> Prometheus:
     """Start Prometheus scraping each job's host:port every second."""
     exe = binary()
     assert exe is not None
@@ -93,4 +95,5 @@ def start(workdir: Path, targets: dict[str, str], rule_files: list[str] | None =
                 break
             time.sleep(0.2)
     server.stop()
-    raise AssertionError("Prometheus did not become ready: " + (workdir / "prometheus.log").read_text())
+    log_text = (workdir / "prometheus.log").read_text()
+    raise AssertionError(f"Prometheus did not become ready: {log_text}")

@@ -35,6 +35,7 @@ def test_prometheus_scrapes_exporter(tmp_path: Path, exporter: Service) -> None:
             server.wait_for('procpilot_zombie_processes{parent="pp-it-zparent"} == 2')
             server.wait_for('sum(procpilot_exporter_collector_success) == 5')
             # No scrape was refused for bad exposition: samples were all ingested.
-            assert server.query('scrape_samples_post_metric_relabeling{job="procpilot-exporter"} > 50')
+            ingested = 'scrape_samples_post_metric_relabeling{job="procpilot-exporter"} > 50'
+            assert server.query(ingested)
     finally:
         server.stop()
