@@ -1,0 +1,131 @@
+"""The control socket: one JSON request line in, one JSON response line out, per connection.
+
+The socket file is created with mode 0600 (umask set around bind, so there is no window in
+which it is wider) and every peer's uid is read with SO_PEERCRED: the controller's own uid
+and ``control.allowed_uids`` are served, anyone else is answered with an error and dropped.
+Root is not special-cased: a controller run as a service user refuses root unless 0 is listed
+(root can still signal the process; the socket simply does not offer it a second door).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REQUEST_LIMIT = 64 * 1024
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class CommandError(Exception):
+    """A refused request; the message goes to the client as the error."""
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def peer_uid(sock: socket.socket) -> int:
+    uid: int = _UCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )[1]
+    return uid
+
+
+def _remove_stale(path: str) -> None:
+    """Remove a socket file left by a dead controller; refuse to steal a live one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)
+            return
+    raise OSError(f"{path}: another controller is listening on it")
+
+
+def bind_socket(path: str) -> socket.socket:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
+
+
+class ControlServer:
+    """Serves requests from allowed uids with ``handler`` on the running loop."""
+
+    def __init__(self, path: str, handler: Handler, allowed_uids: Collection[int]) -> None:
+        self.path = path
+        self.handler = handler
+        self.allowed_uids = frozenset(allowed_uids)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        sock = bind_socket(self.path)
+        self._server = await asyncio.start_unix_server(
+            self._serve, sock=sock, limit=REQUEST_LIMIT
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self._server = None
+
+    def allowed(self, uid: int) -> bool:
+        return uid == os.getuid() or uid in self.allowed_uids
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            response = await self._respond(reader, writer.get_extra_info("socket"))
+            writer.write(json.dumps(response, default=str).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _respond(self, reader: asyncio.StreamReader, sock: socket.socket) -> dict[str, Any]:
+        uid = peer_uid(sock)
+        if not self.allowed(uid):
+            log.warning("control request refused", extra={"fields": {"uid": uid}})
+            return {"ok": False, "error": f"uid {uid} is not allowed on this control socket"}
+        try:
+            line = await reader.readline()
+        except ValueError:
+            return {"ok": False, "error": f"request longer than {REQUEST_LIMIT} bytes"}
+        try:
+            request = json.loads(line)
+        except ValueError as e:
+            return {"ok": False, "error": f"request is not JSON: {e}"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": 'request must be an object with a "cmd" string'}
+        try:
+            return {"ok": True, "result": await self.handler(request)}
+        except CommandError as e:
+            return {"ok": False, "error": str(e)}

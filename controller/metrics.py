@@ -1,0 +1,101 @@
+"""The controller's /metrics: a custom collector over one ControllerView per scrape."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from controller.view import ControllerView
+
+RESTART_REASONS = ("exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual")
+RELOAD_RESULTS = ("success", "failure")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("procpilot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class ControllerCollector(Collector):
+    """Renders the view ``take_view`` returns (called from the HTTP thread)."""
+
+    def __init__(self, take_view: Callable[[], ControllerView], states: Sequence[str]) -> None:
+        self.take_view = take_view
+        self.states = tuple(states)
+        self.version = _version()
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        view = self.take_view()
+        p = "procpilot_program_"
+        state = GaugeMetricFamily(p + "state", "Program state (one-hot).",
+                                  labels=["program", "state"])
+        instances = GaugeMetricFamily(p + "instances", "Instances running.", labels=["program"])
+        desired = GaugeMetricFamily(p + "desired_instances", "Instances wanted.",
+                                    labels=["program"])
+        restarts = CounterMetricFamily(p + "restarts", "Restarts by reason.",
+                                       labels=["program", "reason"])
+        exit_code = GaugeMetricFamily(p + "exit_code",
+                                      "Last exit code of an instance (signal n as 128+n).",
+                                      labels=["program"])
+        backoff = GaugeMetricFamily(p + "backoff_seconds",
+                                    "Longest current wait before a restart (0 when none).",
+                                    labels=["program"])
+        start_time = GaugeMetricFamily(p + "start_time_seconds",
+                                       "Unix time the oldest running instance started.",
+                                       labels=["program"])
+        rss = GaugeMetricFamily(p + "resident_memory_bytes",
+                                "Resident memory of all instances' process trees.",
+                                labels=["program"])
+        limit = GaugeMetricFamily(p + "memory_limit_bytes",
+                                  "Memory limit per instance (absent when unlimited).",
+                                  labels=["program"])
+        cpu = CounterMetricFamily(p + "cpu_seconds", "CPU time of all instances' process trees.",
+                                  labels=["program", "mode"])
+        for prog in view.programs:
+            name = prog.program
+            for s in self.states:
+                state.add_metric([name, s], 1.0 if prog.state == s else 0.0)
+            running = prog.running
+            instances.add_metric([name], len(running))
+            desired.add_metric([name], prog.desired)
+            for reason in RESTART_REASONS:
+                restarts.add_metric([name, reason], prog.restarts.get(reason, 0))
+            if prog.exit_code is not None:
+                exit_code.add_metric([name], prog.exit_code)
+            backoff.add_metric([name], max((i.backoff_seconds for i in prog.instances),
+                                           default=0.0))
+            starts = [i.started_at for i in running if i.started_at is not None]
+            if starts:
+                start_time.add_metric([name], min(starts))
+            rss.add_metric([name], sum(i.rss_bytes or 0 for i in prog.instances))
+            if prog.memory_limit is not None:
+                limit.add_metric([name], prog.memory_limit)
+            cpu.add_metric([name, "user"], prog.cpu_user)
+            cpu.add_metric([name, "system"], prog.cpu_system)
+        yield from (state, instances, desired, restarts, exit_code, backoff, start_time, rss,
+                    limit, cpu)
+        c = "procpilot_controller_"
+        reaped = CounterMetricFamily(c + "reaped_processes",
+                                     "Orphaned descendants reaped (not managed instances).")
+        reaped.add_metric([], view.reaped_processes)
+        reloads = CounterMetricFamily(c + "config_reloads", "Config reloads by result.",
+                                      labels=["result"])
+        for result in RELOAD_RESULTS:
+            reloads.add_metric([result], view.reloads.get(result, 0))
+        build = GaugeMetricFamily(c + "build_info", "Version of the controller, always 1.",
+                                  labels=["version", "python"])
+        build.add_metric([self.version, platform.python_version()], 1.0)
+        yield from (reaped, reloads, build)
+
+
+def make_registry(collector: ControllerCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

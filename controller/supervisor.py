@@ -1,0 +1,306 @@
+"""The Controller: one asyncio loop running every program, the control socket and sampling.
+
+Start-up goes by ascending priority, each group once its instances have settled (left
+starting: running, or already known to be failing, so a crash loop does not hold up the
+next group forever). Shutdown goes the other way, each group stopped and gone before the
+next. Reload diffs the new config against the running one by equality. One procfs pass per
+sampling tick measures every instance's process tree (RSS for memory limits, CPU for
+metrics and the autoscaler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+from collections import Counter
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+from controller import config as config_mod
+from controller.config import ConfigError, ControllerConfig
+from controller.control import CommandError, ControlServer
+from controller.logsink import LogFiles
+from controller.program import Program, Runtime, wait_all
+from controller.reaper import Reaper
+from controller.states import State
+from controller.usage import group_members
+from controller.view import ControllerView
+from exporter.procfs import ProcReader
+
+log = logging.getLogger("procpilot.controller")
+
+READER_DRAIN_SECONDS = 2.0  # at shutdown, how long leftover output may still trickle in
+
+
+def parse_target(target: object) -> tuple[str, int | None]:
+    """'all', 'web' or 'web:1' -> (name, index or None)."""
+    if not isinstance(target, str) or not target:
+        raise CommandError('"target" must be "all", PROGRAM or PROGRAM:INSTANCE')
+    name, sep, index = target.partition(":")
+    if not sep:
+        return name, None
+    if not index.isdigit():
+        raise CommandError(f"{target!r}: instance must be a number, as in {name}:0")
+    return name, int(index)
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig, config_path: str,
+                 socket_path: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.socket_path = socket_path or config.control.socket
+        self.loop = asyncio.get_running_loop()
+        self.reaper = Reaper(self.loop)
+        self.rt = Runtime(self.loop, self.reaper, LogFiles())
+        self.programs: dict[str, Program] = {}
+        self.reloads: Counter[str] = Counter()
+        self.procfs = ProcReader()
+        self.control = ControlServer(self.socket_path, self.handle, config.control.allowed_uids)
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sampler: asyncio.TimerHandle | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Supervise until asked to shut down; returns the exit code (0 after a clean stop)."""
+        self.reaper.install()
+        loop = self.loop
+        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
+        loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_task(self._reload_logged()))
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+        try:
+            await self.control.start()
+            for name, cfg in self.config.programs.items():
+                self._add(name, cfg)
+            self._spawn_task(self._start_groups(list(self.programs.values())))
+            self._schedule_sample()
+            log.info("controller started", extra={"fields": {
+                "programs": len(self.programs), "socket": self.socket_path}})
+            await self._done.wait()
+            await self._shutdown()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(sig)
+            await self.control.close()
+            self.reaper.uninstall()
+            self.rt.logfiles.close_all()
+        log.info("controller stopped")
+        return 0
+
+    def request_shutdown(self) -> None:
+        if self._done.is_set():
+            log.info("already shutting down")
+            return
+        log.info("shutting down")
+        self._done.set()
+
+    async def _shutdown(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for priority in sorted({p.config.priority for p in self.programs.values()}, reverse=True):
+            group = [p for p in self.programs.values() if p.config.priority == priority]
+            log.info("stopping priority group", extra={"fields": {
+                "priority": priority, "programs": ",".join(p.name for p in group)}})
+            await wait_all([w for p in group for w in p.stop()])
+        readers = [r.done for p in self.programs.values() for r in p.readers]
+        if readers:
+            await asyncio.wait(readers, timeout=READER_DRAIN_SECONDS)
+        for p in self.programs.values():
+            for r in list(p.readers):
+                r.close()
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self._done.is_set():
+            coro.close()
+            return
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("controller task failed", exc_info=task.exception())
+
+    def _add(self, name: str, cfg: config_mod.Program) -> Program:
+        program = self.programs[name] = Program(name, cfg, self.rt)
+        program.ensure_instances()
+        return program
+
+    async def _start_groups(self, programs: Iterable[Program]) -> None:
+        """Autostart programs by ascending priority, each group after the previous settled."""
+        todo = [p for p in programs if p.config.autostart]
+        for priority in sorted({p.config.priority for p in todo}):
+            group = [p for p in todo if p.config.priority == priority]
+            log.info("starting priority group", extra={"fields": {
+                "priority": priority, "programs": ",".join(p.name for p in group)}})
+            await wait_all([w for p in group for w in p.start()])
+
+    def reopen_logs(self) -> None:
+        log.info("reopening log files")
+        self.rt.logfiles.reopen_all()
+
+    # --- sampling ------------------------------------------------------------------------
+
+    def sample_interval(self) -> float:
+        return min((p.config.limits.check_interval for p in self.programs.values()),
+                   default=1.0)
+
+    def _schedule_sample(self) -> None:
+        self._sampler = self.loop.call_later(self.sample_interval(), self.sample)
+
+    def sample(self) -> None:
+        """One procfs pass for all instances; each program takes its trees' RSS and CPU."""
+        roots = [pid for p in self.programs.values() for pid in p.running_pids()]
+        if roots:
+            members = group_members(self.procfs.snapshot().procs, roots)
+            for p in list(self.programs.values()):
+                p.sample(members)
+        self._schedule_sample()
+
+    # --- reload --------------------------------------------------------------------------
+
+    async def _reload_logged(self) -> None:
+        with contextlib.suppress(CommandError):
+            await self.reload()
+
+    async def reload(self) -> str:
+        """Re-read the config: added start, removed stop, changed restart, the rest stay."""
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as e:
+            self.reloads["failure"] += 1
+            log.error("config reload refused; keeping the running config",
+                      extra={"fields": {"err": str(e)}})
+            raise CommandError(f"reload refused, running config kept: {e}") from None
+        self.reloads["success"] += 1
+        if new.control.socket != self.config.control.socket:
+            log.warning("control.socket changed; takes effect on restart")
+        self.control.allowed_uids = frozenset(new.control.allowed_uids)
+        self.config = new
+        current = dict(self.programs)
+        added = [n for n in new.programs if n not in current]
+        removed = [n for n in current if n not in new.programs]
+        changed = [n for n in new.programs if n in current and current[n].config != new.programs[n]]
+        for name in removed:
+            self._spawn_task(self._remove(current[name]))
+        for name in changed:
+            self._spawn_task(current[name].reconfigure(new.programs[name]))
+        self._spawn_task(self._start_groups([self._add(n, new.programs[n]) for n in added]))
+        summary = (f"reloaded: added {added or '-'}, removed {removed or '-'}, "
+                   f"changed {changed or '-'}, unchanged "
+                   f"{len(new.programs) - len(added) - len(changed)}")
+        log.info("config reloaded", extra={"fields": {
+            "added": ",".join(added), "removed": ",".join(removed),
+            "changed": ",".join(changed)}})
+        return summary
+
+    async def _remove(self, program: Program) -> None:
+        await program.remove()
+        if self.programs.get(program.name) is program and program.name not in self.config.programs:
+            del self.programs[program.name]
+
+    # --- reading -------------------------------------------------------------------------
+
+    def view(self) -> ControllerView:
+        programs = sorted(self.programs.values(), key=lambda p: (p.config.priority, p.name))
+        return ControllerView(
+            programs=tuple(p.view() for p in programs),
+            reaped_processes=self.reaper.reaped_unmanaged,
+            reloads=dict(self.reloads),
+        )
+
+    def view_threadsafe(self, timeout: float = 10.0) -> ControllerView:
+        """The view, from another thread (the HTTP server's), taken on the loop thread."""
+        fut: concurrent.futures.Future[ControllerView] = concurrent.futures.Future()
+
+        def take() -> None:
+            try:
+                fut.set_result(self.view())
+            except Exception as e:  # pragma: no cover - reaches the scrape as an error
+                fut.set_exception(e)
+
+        self.loop.call_soon_threadsafe(take)
+        return fut.result(timeout)
+
+    # --- control socket ------------------------------------------------------------------
+
+    def _targets(self, target: object) -> list[tuple[Program, int | None]]:
+        name, index = parse_target(target)
+        if name == "all" and index is None:
+            return [(p, None) for p in self.programs.values()]
+        program = self.programs.get(name)
+        if program is None:
+            raise CommandError(f"no such program: {name}")
+        if index is not None and index not in program.instances:
+            raise CommandError(f"no such instance: {name}:{index}")
+        return [(program, index)]
+
+    async def handle(self, request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return self.view().status()
+        if cmd in ("start", "stop", "restart"):
+            return await self._act(cmd, request.get("target"))
+        if cmd == "reload":
+            return await self.reload()
+        if cmd == "shutdown":
+            self.loop.call_soon(self.request_shutdown)
+            return "shutting down"
+        if cmd == "logs":
+            return self._logs(request.get("target"))
+        if cmd == "scale":
+            return await self._scale(request.get("target"), request.get("count"))
+        raise CommandError(f"unknown command {cmd!r}")
+
+    async def _act(self, cmd: str, target: object) -> str:
+        if self._done.is_set():
+            raise CommandError("the controller is shutting down")
+        targets = self._targets(target)
+        waits = []
+        for program, index in targets:
+            action = {"start": program.start, "stop": program.stop,
+                      "restart": program.restart}[cmd]
+            waits += action(index)
+        await wait_all(waits)
+        insts = [i for p, index in targets for i in p.select(index)]
+        if not insts:
+            return f"{cmd}: nothing to do"
+        return ", ".join(f"{i.id} {i.state.value}" for i in insts)
+
+    def _logs(self, target: object) -> dict[str, list[str]]:
+        name, _ = parse_target(target)
+        program = self.programs.get(name)
+        if program is None:
+            raise CommandError(f"no such program: {name}")
+        paths = program.log_paths()
+        if paths is None:
+            raise CommandError(f"{name} logs to the controller's output, not to files")
+        return {"files": paths}
+
+    async def _scale(self, target: object, count: object) -> str:
+        name, index = parse_target(target)
+        program = self.programs.get(name)
+        if program is None or index is not None:
+            raise CommandError(f"no such program: {target}")
+        if count == "auto":
+            if program.config.autoscale is None:
+                raise CommandError(f"{name} has no autoscale section")
+            program.pinned = None
+            return f"{name}: scaling automatically"
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise CommandError('"count" must be a number >= 0 or "auto"')
+        if program.config.autoscale is not None:
+            program.pinned = count
+        await wait_all(program.scale(count))
+        running = sum(i.state == State.RUNNING for i in program.instances.values())
+        return f"{name}: {count} desired, {running} running"

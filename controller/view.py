@@ -1,0 +1,83 @@
+"""Read-only copies of program state, taken on the loop thread for status and metrics.
+
+Program objects are only touched by the event loop. The HTTP server runs in another thread,
+so a scrape asks the loop for a :class:`ControllerView` (plain frozen data) and renders that;
+``procpilotctl status`` renders the same view, so both always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LastExit:
+    code: int | None
+    signal: int | None
+    reason: str  # a restart reason, or "stopped" when asked to stop
+    time: float  # unix seconds
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    id: str
+    state: str
+    pid: int | None
+    uptime_seconds: float | None
+    restarts: int
+    rss_bytes: int | None
+    backoff_seconds: float
+    last_exit: LastExit | None
+    started_at: float | None  # unix seconds of the running process's start
+
+    def status(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["started_at"]
+        return out
+
+
+@dataclass(frozen=True)
+class PoolView:
+    min: int
+    max: int
+    pinned: int | None
+    utilization: float | None
+    desired: int
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    program: str
+    state: str
+    desired: int
+    pool: PoolView | None
+    instances: tuple[InstanceView, ...]
+    restarts: dict[str, int] = field(default_factory=dict)  # by reason, monotonic
+    exit_code: int | None = None  # last exit, signal n as 128 + n
+    memory_limit: int | None = None
+    cpu_user: float = 0.0
+    cpu_system: float = 0.0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "program": self.program,
+            "state": self.state,
+            "desired": self.desired,
+            "pool": asdict(self.pool) if self.pool else None,
+            "instances": [i.status() for i in self.instances],
+        }
+
+    @property
+    def running(self) -> list[InstanceView]:
+        return [i for i in self.instances if i.state == "running"]
+
+
+@dataclass(frozen=True)
+class ControllerView:
+    programs: tuple[ProgramView, ...]
+    reaped_processes: int
+    reloads: dict[str, int]  # by result: success, failure
+
+    def status(self) -> dict[str, Any]:
+        return {"programs": [p.status() for p in self.programs]}
