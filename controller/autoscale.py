@@ -20,6 +20,13 @@ configurable scaling behavior), in this order:
 6. scale-up adds at most max(``scale_up_max_step``, 100 %) of the count at the start of
    the rate-limit period;
 7. the result is clamped to ``[min_workers, max_workers]``.
+
+Where this differs from the HPA, and why: the HPA leaves not-ready pods out of the count
+(at 0 % on a scale-up, dropped on a scale-down). Work in a pool is shared, so a worker in
+warm-up already takes its share: the warmed-up mean is multiplied by every running worker,
+and the warm-up workers' own CPU serves only to confirm the direction. That reaches the
+needed count one interval sooner after a step up and never stops a just-started worker
+because the older ones got quieter.
 """
 
 from __future__ import annotations
@@ -245,8 +252,13 @@ def _recommend(
     direction = _direction(utilization, policy.tolerance)
     if direction == 0:
         return _Estimate(utilization, current, "within_tolerance")
-    needed = utilization * running + (missing if direction < 0 else 0)
+    counted = missing if direction < 0 else 0
+    needed = utilization * running + counted
     recommendation = math.ceil(needed - _FLOAT_SLACK)
+    # Like the HPA: with the missing instances counted, the ratio must still point the same
+    # way beyond the tolerance, and so must the count.
+    if missing and _direction(needed / (running + counted), policy.tolerance) != direction:
+        return _Estimate(utilization, current, "missing_reversal")
     if (recommendation - current) * direction <= 0:
         return _Estimate(utilization, current, "missing_reversal" if missing else "rounding")
     return _Estimate(utilization, recommendation, "scale_up" if direction > 0 else "scale_down")

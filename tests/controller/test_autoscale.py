@@ -6,7 +6,11 @@ Each case names the part of kubernetes.io "Horizontal Pod Autoscaling" it follow
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -82,6 +86,8 @@ CASES = [
     # idle when scaling up; no action if that reverses the change.
     Case("restarting instances damp a scale-down", 4, ready(0.125, 0.125), 3, "scale_down"),
     Case("restarting instances reverse a scale-up", 4, ready(0.75, 0.75), 4,
+         "missing_reversal"),
+    Case("restarting instances bring the ratio within tolerance", 20, ready(*[0.4] * 10), 20,
          "missing_reversal"),
     Case("all instances restarting", 4, [], 4, "no_ready_workers"),
     # Stabilization window: scale down only to the highest recommendation in the window.
@@ -251,6 +257,26 @@ def test_pick_to_stop_takes_the_newest_first() -> None:
 def test_policy_rejects_nonsense(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(POLICY, **changes)
+
+
+def load_simulation() -> ModuleType:
+    path = Path(__file__).parents[2] / "benchmarks" / "autoscale_sim.py"
+    spec = importlib.util.spec_from_file_location("autoscale_sim", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_simulation_meets_the_issue_targets() -> None:
+    # Simulated time only: the whole run takes well under a second.
+    results = {(r.scenario, r.policy): r for r in load_simulation().run(seed=1, cores=8)}
+    ours = "ours (defaults)"
+    assert results["step up x2", ours].reach_seconds <= 2 * POLICY.interval_seconds
+    assert results["noise +/-20%", ours].direction_changes == 0
+    assert results["unrelated load", ours].scale_events == 0
+    assert results["unrelated load", "ours, metric: system"].scale_events > 0
 
 
 @given(

@@ -1,0 +1,263 @@
+"""Simulate the pool autoscaler against synthetic load and compare it with the design note's rule.
+
+Run: .venv/bin/python benchmarks/autoscale_sim.py [--json] [--host-cores N] [--seed N]
+
+The model, one step per simulated second:
+- the pool has a demand of ``load(t)`` cores, shared evenly by the workers that are serving;
+  a worker does at most one core of work, demand above that goes unserved;
+- a new worker first spends ``STARTUP_SECONDS`` at one core starting up (imports, caches)
+  and serves nothing meanwhile; this is what the warm-up exclusion is for;
+- unrelated processes on the host use ``background(t)`` cores;
+- every ``INTERVAL`` seconds each policy sees the last interval's CPU and sets the count;
+  new workers start at once, stopped ones (newest first) vanish at once.
+
+Yardstick: the needed count is ceil(load / 0.7 cores) clamped to [min, max], the pool's
+target. The pool and host follow the design note's defaults (min 2, max 8 workers, 70 %
+CPU target) on a host with one core per worker at max (8 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import random
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
+
+from controller.autoscale import (
+    HostSample,
+    Policy,
+    ScaleState,
+    WorkerSample,
+    decide,
+    past_warmup,
+    pick_to_stop,
+)
+
+INTERVAL = 15
+STARTUP_SECONDS = 2
+MIN_WORKERS, MAX_WORKERS, TARGET_CORES = 2, 8, 0.7
+STEP_AT = 300
+POLICY = Policy(min_workers=MIN_WORKERS, max_workers=MAX_WORKERS, cpu_target_cores=TARGET_CORES)
+
+
+@dataclass
+class Worker:
+    ident: int
+    started_at: int
+    cpu_seconds: float = 0.0  # over the current interval
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    seconds: int
+    load: Callable[[int], float]  # pool demand in cores at second t
+    background: Callable[[int], float] = lambda _t: 0.0  # unrelated host load in cores
+    step: bool = False  # the load steps at STEP_AT; report the time to reach the new need
+
+
+class Controller(Protocol):
+    def __call__(self, now: int, workers: Sequence[Worker], host_cpu_cores: float) -> int:
+        """The count for the next interval, from the last interval's worker and host CPU."""
+
+
+@dataclass
+class Ours:
+    policy: Policy
+    state: ScaleState = field(default_factory=ScaleState)
+
+    def __call__(self, now: int, workers: Sequence[Worker], host_cpu_cores: float) -> int:
+        measurement: list[WorkerSample] | HostSample
+        if self.policy.metric == "system":
+            measurement = HostSample(host_cpu_cores)
+        else:
+            sample_start = now - INTERVAL
+            measurement = [
+                WorkerSample(w.cpu_seconds / INTERVAL,
+                             past_warmup(w.started_at, sample_start, self.policy))
+                for w in workers
+            ]
+        decision = decide(self.policy, len(workers), measurement, self.state, float(now))
+        self.state = decision.state
+        return decision.desired
+
+
+@dataclass
+class DesignNoteRule:
+    """One worker up when host CPU is above the target, one down when below half of it."""
+
+    cores: int
+    target_percent: float = 70.0
+
+    def __call__(self, now: int, workers: Sequence[Worker], host_cpu_cores: float) -> int:
+        percent = 100 * host_cpu_cores / self.cores
+        count = len(workers)
+        if percent > self.target_percent and count < MAX_WORKERS:
+            return count + 1
+        if percent < self.target_percent / 2 and count > MIN_WORKERS:
+            return count - 1
+        return count
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: str
+    policy: str
+    reach_seconds: int | None  # from the step to the needed count; None: no step, or never
+    direction_changes: int
+    scale_events: int
+    wasted_worker_seconds: int  # workers above the needed count
+    short_worker_seconds: int  # workers below the needed count
+    unserved_core_seconds: float  # demand no worker could serve
+
+
+def needed(load: float) -> int:
+    return min(MAX_WORKERS, max(MIN_WORKERS, math.ceil(load / TARGET_CORES - 1e-9)))
+
+
+def direction_changes(counts: Sequence[int]) -> int:
+    """How often the count turned from growing to shrinking or back."""
+    signs = [(b > a) - (b < a) for a, b in itertools.pairwise(counts) if a != b]
+    return sum(1 for a, b in itertools.pairwise(signs) if a != b)
+
+
+def resize(workers: list[Worker], desired: int, now: int, idents: Iterator[int]) -> list[Worker]:
+    if desired >= len(workers):
+        return workers + [Worker(next(idents), now) for _ in range(desired - len(workers))]
+    gone = set(pick_to_stop([(w.ident, w.started_at) for w in workers], len(workers) - desired))
+    return [w for w in workers if w.ident not in gone]
+
+
+def simulate(scenario: Scenario, policy: str, controller: Controller, cores: int) -> Result:
+    idents = itertools.count()
+    workers = resize([], needed(scenario.load(0)), -10 * INTERVAL, idents)
+    counts = [len(workers)]  # after each decision
+    host_cpu_seconds = unserved = 0.0
+    wasted = short = 0
+    reach: int | None = None
+    for t in range(scenario.seconds):
+        if t > 0 and t % INTERVAL == 0:
+            # New workers start right at the tick, so past_warmup() leaves out exactly
+            # their first full interval.
+            workers = resize(workers, controller(t, workers, host_cpu_seconds / INTERVAL), t,
+                             idents)
+            counts.append(len(workers))
+            for w in workers:
+                w.cpu_seconds = 0.0
+            host_cpu_seconds = 0.0
+        load = scenario.load(t)
+        serving = [w for w in workers if t - w.started_at >= STARTUP_SECONDS]
+        share = min(1.0, load / len(serving)) if serving else 0.0
+        for w in workers:
+            w.cpu_seconds += share if w in serving else 1.0
+        pool_cpu = len(workers) - len(serving) + share * len(serving)
+        host_cpu_seconds += min(cores, pool_cpu + scenario.background(t))
+        need = needed(load)
+        wasted += max(0, len(workers) - need)
+        short += max(0, need - len(workers))
+        unserved += max(0.0, load - share * len(serving))
+        if scenario.step and reach is None and t >= STEP_AT and len(workers) == need:
+            reach = t - STEP_AT
+    events = sum(1 for a, b in itertools.pairwise(counts) if a != b)
+    return Result(scenario.name, policy, reach, direction_changes(counts), events, wasted,
+                  short, round(unserved, 1))
+
+
+def scenarios(seed: int) -> list[Scenario]:
+    rng = random.Random(seed)
+    # Stationary noise: a new level, uniform within +/-20 % of 2.8 cores, every interval.
+    levels = [2.8 * rng.uniform(0.8, 1.2) for _ in range(3600 // INTERVAL)]
+    return [
+        Scenario("step up x2", 900, lambda t: 1.3 if t < STEP_AT else 2.6, step=True),
+        Scenario("step up x3", 900, lambda t: 1.3 if t < STEP_AT else 3.9, step=True),
+        Scenario("step down /3", 1200, lambda t: 3.9 if t < STEP_AT else 1.3, step=True),
+        Scenario("slow ramp", 1500, lambda t: 1.4 + 4.2 * min(1.0, t / 1200)),
+        Scenario("noise +/-20%", 3600, lambda t: levels[t // INTERVAL]),
+        Scenario("unrelated load", 900, lambda _t: 2.1,
+                 background=lambda t: 0.0 if t < STEP_AT else 4.0),
+    ]
+
+
+def controllers(cores: int) -> dict[str, Callable[[], Controller]]:
+    return {
+        "ours (defaults)": lambda: Ours(POLICY),
+        "ours, stabilization 60s": lambda: Ours(
+            replace(POLICY, scale_down_stabilization_seconds=60)),
+        "ours, metric: system": lambda: Ours(replace(POLICY, metric="system")),
+        "design note rule": lambda: DesignNoteRule(cores),
+    }
+
+
+def run(seed: int, cores: int) -> list[Result]:
+    return [
+        simulate(scenario, name, make(), cores)
+        for scenario in scenarios(seed)
+        for name, make in controllers(cores).items()
+    ]
+
+
+def totals(results: Sequence[Result]) -> list[Result]:
+    """Per policy, summed over all scenarios."""
+    policies = dict.fromkeys(r.policy for r in results)
+    return [
+        Result("all scenarios", policy, None,
+               sum(r.direction_changes for r in mine), sum(r.scale_events for r in mine),
+               sum(r.wasted_worker_seconds for r in mine),
+               sum(r.short_worker_seconds for r in mine),
+               round(sum(r.unserved_core_seconds for r in mine), 1))
+        for policy in policies
+        for mine in [[r for r in results if r.policy == policy]]
+    ]
+
+
+def table(results: Sequence[Result]) -> str:
+    header = ("scenario", "policy", "reach s", "dir chg", "events", "waste w*s", "short w*s",
+              "unserved core*s")
+    steps = {r.scenario for r in results if "step" in r.scenario}
+
+    def reach(r: Result) -> str:
+        if r.reach_seconds is not None:
+            return str(r.reach_seconds)
+        return "never" if r.scenario in steps else "-"
+
+    rows = [header] + [
+        (r.scenario, r.policy, reach(r), str(r.direction_changes), str(r.scale_events),
+         str(r.wasted_worker_seconds), str(r.short_worker_seconds),
+         f"{r.unserved_core_seconds:.0f}")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
+                  for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--host-cores", type=int, default=MAX_WORKERS,
+                        help="cores of the simulated host (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="noise seed (default: %(default)s)")
+    args = parser.parse_args(argv)
+    results = run(args.seed, args.host_cores)
+    summary = totals(results)
+    if args.json:
+        print(json.dumps({"host_cores": args.host_cores, "seed": args.seed,
+                          "results": [asdict(r) for r in results + summary]}, indent=2))
+    else:
+        print(f"host: {args.host_cores} cores; pool: min {MIN_WORKERS}, max {MAX_WORKERS}, "
+              f"target {TARGET_CORES} cores/worker; interval {INTERVAL} s; seed {args.seed}")
+        print(table(results + summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
