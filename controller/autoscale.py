@@ -11,11 +11,11 @@ configurable scaling behavior), in this order:
 
 1. utilization = mean CPU of the warmed-up workers / ``cpu_target_cores``;
 2. no change while utilization is within ``1 +/- tolerance``;
-3. warm-up workers are left out of that mean; when their own CPU points the other way
-   (or nowhere), do nothing;
+3. warm-up workers are left out of that mean; when the mean with them put back points the
+   other way (or into the tolerance), do nothing;
 4. recommendation = ceil(utilization x running workers); instances that are not running
    (crashed, restarting) count as exactly on target when scaling down, so a crash loop
-   cannot shrink the pool;
+   cannot shrink the pool; if counting them turns the change around, do nothing;
 5. scale-down goes only to the highest recommendation of the stabilization window;
 6. scale-up adds at most max(``scale_up_max_step``, 100 %) of the count at the start of
    the rate-limit period;
