@@ -268,6 +268,8 @@ class SizeResult:
     targets: list[Target]
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    load_before: float = 0.0  # 1-minute load average: how busy the machine was anyway
+    load_after: float = 0.0
     profile: str = ""  # cProfile text of in-process scrapes, with --profile
 
 
@@ -319,6 +321,7 @@ def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec
             Tool(IN_PROCESS, lambda: count_series(in_process()), "series"),
         ]
         procs_seen = bare_stat_loop()
+        load_before = os.getloadavg()[0]
         run_rounds(tools, args.warmup, "warm-up")
         cpu_before = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
         times, outputs = run_rounds(tools, args.rounds, "measured")
@@ -341,6 +344,7 @@ def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec
                 mem = status_kib(tool.server.pid, "VmRSS", "VmHWM")
                 row.rss_kib, row.hwm_kib = mem.get("VmRSS"), mem.get("VmHWM")
             rows.append(row)
+        load_after = os.getloadavg()[0]
         profiled = profile(in_process, args.profile) if args.profile else ""
     subject_rss = next((r.rss_kib for r in rows if r.tool == SUBJECT), None)
     return SizeResult(
@@ -352,6 +356,8 @@ def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec
         check_targets(medians, subject_rss),
         skipped,
         errors,
+        load_before,
+        load_after,
         profiled,
     )
 
@@ -367,7 +373,8 @@ def format_table(result: SizeResult) -> str:
     head = (
         f"N = {result.idle} idle processes ({result.procs_seen} in /proc; "
         f"they cost {result.idle_memory_bytes / 2**20:.0f} MiB, "
-        f"{result.idle_memory_bytes / max(result.idle, 1) / 1024:.0f} KiB each)"
+        f"{result.idle_memory_bytes / max(result.idle, 1) / 1024:.0f} KiB each; "
+        f"load average {result.load_before:.1f} before, {result.load_after:.1f} after)"
     )
     columns = (
         "tool", "median s", "p90 s", "x bare", "procpilot/x", "cpu s/scrape",

@@ -105,7 +105,7 @@ def test_tiny_full_run_reports_every_tool() -> None:
     assert out.returncode == 0, out.stderr
     (size,) = json.loads(out.stdout)["sizes"]
     names = {r["tool"] for r in size["rows"]}
-    assert {es.SUBJECT, es.NODE, es.BARE, "psutil.process_iter"} <= names
+    assert {es.SUBJECT, es.IN_PROCESS, es.NODE, es.BARE, "psutil.process_iter"} <= names
     for row in size["rows"]:
         assert row["median_s"] > 0
         assert int(row["output"].split()[0]) > 0
