@@ -23,6 +23,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REQUEST_LIMIT = 64 * 1024
+REQUEST_TIMEOUT = 10.0  # a client that connects and says nothing is dropped after this
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -111,14 +112,18 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _respond(self, reader: asyncio.StreamReader, sock: socket.socket) -> dict[str, Any]:
+        # The request is read even from a refused peer: closing on unread data would make
+        # its write fail with EPIPE before it could read why.
+        try:
+            line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
+        except ValueError:
+            return {"ok": False, "error": f"request longer than {REQUEST_LIMIT} bytes"}
+        except TimeoutError:
+            return {"ok": False, "error": f"no request line within {REQUEST_TIMEOUT:.0f}s"}
         uid = peer_uid(sock)
         if not self.allowed(uid):
             log.warning("control request refused", extra={"fields": {"uid": uid}})
             return {"ok": False, "error": f"uid {uid} is not allowed on this control socket"}
-        try:
-            line = await reader.readline()
-        except ValueError:
-            return {"ok": False, "error": f"request longer than {REQUEST_LIMIT} bytes"}
         try:
             request = json.loads(line)
         except ValueError as e:
