@@ -81,7 +81,7 @@ AGGREGATE_ORDER = (
 Cause = Literal["stop", "manual", "memory_limit", "health", "oom_kill"]
 """Why the controller expects an exit: it asked for a stop or a restart, or saw an OOM kill."""
 Reason = Literal[
-    "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual", "stop"
+    "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual", "stopped"
 ]
 """How an exit is reported: last_exit.reason, and the reason label of restarts_total."""
 
@@ -130,6 +130,8 @@ class Outcome:
 
 def classify(program: Program, exited: Exit, cause: Cause | None) -> Reason:
     """The reason an exit is reported with."""
+    if cause == "stop":
+        return "stopped"
     if cause is not None:
         return cause
     if exited.uptime < program.start_seconds:

@@ -91,7 +91,7 @@ def test_never_policy_exits() -> None:
 
 def test_stop_request_ends_stopped_whatever_the_status() -> None:
     out = decide(program(), exit_after(FakeClock(), 9, None, signal.SIGKILL), "stop")
-    assert (out.state, out.reason, out.restarts) == (State.STOPPED, "stop", False)
+    assert (out.state, out.reason, out.restarts) == (State.STOPPED, "stopped", False)
 
 
 def test_manual_restart_is_immediate_and_leaves_backoff_alone() -> None:
