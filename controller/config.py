@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from controller.autoscale import Policy
 from controller.units import parse_duration, parse_size
 from exporter.config import ConfigError, Strict, format_error, load_yaml
 
@@ -108,7 +109,6 @@ SignalNumber = Annotated[
 ]
 Text = Annotated[str, BeforeValidator(_scalar_str)]
 Argv = Annotated[tuple[Text, ...], BeforeValidator(_argv), WithJsonSchema(_ARGV_SCHEMA)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class Control(Strict):
@@ -132,8 +132,8 @@ class Restart(Strict):
     delay: Seconds = Field(default=0.5, description="First backoff delay.")
     factor: float = Field(default=2.0, ge=1, description="Each further delay is this times more.")
     max_delay: Seconds = Field(default=60.0, description="Cap on the backoff delay.")
-    jitter: Fraction = Field(
-        default=0.1, description="Random spread of each delay, as a fraction of it (0..1)."
+    jitter: float = Field(
+        default=0.1, ge=0, le=1, description="Random spread of each delay, a fraction of it."
     )
     reset_after: Seconds = Field(
         default=60.0, description="Uptime after which the backoff starts again from delay."
@@ -247,7 +247,8 @@ class ScaleDown(Strict):
 
 
 class Autoscale(Strict):
-    min: int = Field(default=1, ge=0, description="Fewest instances.")
+    # At least one: an empty pool has no CPU to measure, so it could never grow again.
+    min: int = Field(default=1, ge=1, description="Fewest instances (at least 1).")
     max: int = Field(ge=1, description="Most instances.")
     cpu_target: Annotated[
         float,
@@ -255,8 +256,8 @@ class Autoscale(Strict):
         WithJsonSchema({"type": ["number", "string"], "description": "Cores, or '50%'."}),
     ] = Field(gt=0, description="Target CPU per instance in cores, or a percentage of one core.")
     interval: Seconds = Field(default=15.0, gt=0, description="Time between scaling decisions.")
-    tolerance: Fraction = Field(
-        default=0.1, description="No change while usage/target is within 1 +- tolerance."
+    tolerance: float = Field(
+        default=0.1, ge=0, lt=1, description="No change while usage/target is within 1 +- this."
     )
     warmup: Seconds | None = Field(
         default=None, description="New instances' CPU is ignored this long; default one interval."
@@ -273,9 +274,20 @@ class Autoscale(Strict):
             raise ValueError(f"autoscale min ({self.min}) is greater than max ({self.max})")
         return self
 
-    @property
-    def warmup_seconds(self) -> float:
-        return self.interval if self.warmup is None else self.warmup
+    def policy(self) -> Policy:
+        """The settings as the pure autoscaler takes them (validation guarantees it accepts)."""
+        return Policy(
+            min_workers=self.min,
+            max_workers=self.max,
+            cpu_target_cores=self.cpu_target,
+            tolerance=self.tolerance,
+            interval_seconds=self.interval,
+            warmup_seconds=self.warmup,
+            metric=self.metric,
+            scale_up_max_step=self.scale_up.max_step,
+            scale_up_period_seconds=self.scale_up.period,
+            scale_down_stabilization_seconds=self.scale_down.stabilization,
+        )
 
 
 def _uid(value: object) -> object:

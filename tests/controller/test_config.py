@@ -8,9 +8,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from controller import config
-from controller.config import ConfigError, ControllerConfig, Program
+from controller.config import Autoscale, ConfigError, ControllerConfig, Program
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "controller.yaml"
@@ -36,7 +39,8 @@ def error(tmp_path: Path, text: str) -> str:
 def test_example_validates() -> None:
     cfg = config.load(str(EXAMPLE))
     assert set(cfg.programs) == {"web", "flaky", "workers"}
-    assert cfg.programs["workers"].autoscale is not None
+    pool = cfg.programs["workers"].autoscale
+    assert pool is not None and pool.policy().max_workers == 4
     assert cfg.programs["web"].health is not None
 
 
@@ -117,11 +121,36 @@ def test_autoscale(tmp_path: Path) -> None:
     p = program(tmp_path, "command: [x]\nautoscale: {max: 3, cpu_target: 50%, interval: 10s}\n")
     a = p.autoscale
     assert a is not None
-    assert (a.min, a.max, a.cpu_target, a.warmup_seconds) == (1, 3, 0.5, 10.0)
+    assert (a.min, a.max, a.cpu_target, a.policy().warmup) == (1, 3, 0.5, 10.0)
     assert (a.metric, a.scale_up.max_step, a.scale_down.stabilization) == ("pool", 4, 300.0)
-    q = program(tmp_path, "command: [x]\nautoscale: {min: 0, max: 3, cpu_target: 1.5, warmup: 1s}")
+    q = program(tmp_path, "command: [x]\nautoscale: {min: 2, max: 3, cpu_target: 1.5, warmup: 1s}")
     b = q.autoscale
-    assert b is not None and (b.min, b.cpu_target, b.warmup_seconds) == (0, 1.5, 1.0)
+    assert b is not None
+    policy = b.policy()
+    assert (policy.min_workers, policy.cpu_target_cores, policy.warmup) == (2, 1.5, 1.0)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"max": st.integers(-1, 5), "cpu_target": st.floats(-1, 2) | st.just("0%")},
+        optional={
+            "min": st.integers(-1, 5),
+            "tolerance": st.floats(-0.5, 1.5),
+            "interval": st.floats(-1, 100),
+            "warmup": st.floats(-1, 100) | st.none(),
+            "scale_up": st.fixed_dictionaries(
+                {"max_step": st.integers(-1, 5), "period": st.floats(-1, 30)}
+            ),
+            "scale_down": st.fixed_dictionaries({"stabilization": st.floats(-1, 600)}),
+        },
+    )
+)
+def test_every_valid_autoscale_is_a_valid_policy(raw: dict[str, object]) -> None:
+    try:
+        autoscale = Autoscale.model_validate(raw)
+    except ValidationError:
+        return
+    autoscale.policy()  # the pure autoscaler's own checks must never fire at run time
 
 
 def test_configs_compare_equal_and_changes_are_per_program(tmp_path: Path) -> None:
@@ -154,6 +183,9 @@ def test_configs_compare_equal_and_changes_are_per_program(tmp_path: Path) -> No
         ("autoscale: {min: 3, max: 2, cpu_target: 1}", "programs.p.autoscale", "greater than max"),
         ("autoscale: {max: 2, cpu_target: lots}", "programs.p.autoscale.cpu_target", "number"),
         ("autoscale: {max: 2}", "programs.p.autoscale.cpu_target", "Field required"),
+        ("autoscale: {min: 0, max: 2, cpu_target: 1}", "programs.p.autoscale.min", "equal to 1"),
+        ("autoscale: {max: 2, cpu_target: 1, tolerance: 1}", "programs.p.autoscale.tolerance",
+         "less than 1"),
         ("health: {interval: 1s}", "programs.p.health", "exactly one of exec, http, tcp"),
         ("health: {tcp: 'a:1', http: 'http://a'}", "programs.p.health", "exactly one"),
         ("health: {http: 'ftp://x'}", "programs.p.health.http", "http://"),
