@@ -47,7 +47,8 @@ from exporter.procfs import ProcReader
 from exporter.scrape import ScrapeCollector
 
 SUBJECT = "procpilot-exporter"
-IN_PROCESS = "procpilot in-process"
+BY_COMM = "procpilot by comm"
+IN_PROCESS = "procpilot by comm, in-process"
 BARE = "bare stat loop"
 NODE = "node_exporter processes"
 PROCESS_EXPORTER = "process-exporter"
@@ -57,8 +58,10 @@ TARGET_BARE_RATIO = 1.5
 TARGET_RSS_KIB = 60 * 1024
 
 # Every process in a group named after its comm; '.*' also matches kernel threads,
-# whose cmdline is empty.
+# whose cmdline is empty. procpilot runs twice: with its defaults (no groups) and with
+# the same grouping as process-exporter, which is the like-for-like comparison.
 PROCESS_EXPORTER_CONFIG = 'process_names:\n  - name: "{{.Comm}}"\n    cmdline: [".*"]\n'
+PROCPILOT_BY_COMM_CONFIG = 'groups:\n  - name: "{comm}"\n    cmdline: ".*"\n'
 
 
 # --- what gets measured --------------------------------------------------------------
@@ -113,10 +116,11 @@ def snapshotter() -> Callable[[], int]:
     return lambda: len(reader.snapshot().procs)
 
 
-def in_process_exporter() -> Callable[[], bytes]:
+def in_process_exporter(config_file: str) -> Callable[[], bytes]:
     """What procpilot-exporter does per scrape minus HTTP: all collectors, text format."""
     registry = CollectorRegistry()
-    registry.register(ScrapeCollector(ProcReader(), config.load(None), list(COLLECTORS)))
+    cfg = config.load(config_file)
+    registry.register(ScrapeCollector(ProcReader(), cfg, list(COLLECTORS)))
     return lambda: generate_latest(registry)
 
 
@@ -142,17 +146,41 @@ class ServerSpec:
     argv: Callable[[str, int], list[str]]  # (binary, port) -> command line
 
 
-def server_specs(config_dir: str) -> list[ServerSpec]:
-    pe_config = os.path.join(config_dir, "process-exporter.yml")
-    with open(pe_config, "w") as f:
-        f.write(PROCESS_EXPORTER_CONFIG)
-    venv_bin = Path(sys.executable).parent
-    subject = venv_bin / "procpilot-exporter"
+@dataclass
+class Configs:
+    process_exporter: str
+    procpilot_by_comm: str
+
+
+def write_configs(directory: str) -> Configs:
+    configs = Configs(
+        os.path.join(directory, "process-exporter.yml"),
+        os.path.join(directory, "procpilot-by-comm.yml"),
+    )
+    for path, text in (
+        (configs.process_exporter, PROCESS_EXPORTER_CONFIG),
+        (configs.procpilot_by_comm, PROCPILOT_BY_COMM_CONFIG),
+    ):
+        with open(path, "w") as f:
+            f.write(text)
+    return configs
+
+
+def server_specs(configs: Configs) -> list[ServerSpec]:
+    subject = Path(sys.executable).parent / "procpilot-exporter"  # the venv we run in
+    procpilot = str(subject) if subject.exists() else shutil.which("procpilot-exporter")
     return [
         ServerSpec(
-            SUBJECT,
-            str(subject) if subject.exists() else shutil.which("procpilot-exporter"),
-            lambda b, port: [b, f"--web.listen-address=127.0.0.1:{port}"],
+            SUBJECT, procpilot, lambda b, port: [b, f"--web.listen-address=127.0.0.1:{port}"]
+        ),
+        ServerSpec(
+            BY_COMM,
+            procpilot,
+            lambda b, port: [
+                b,
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--config.file={configs.procpilot_by_comm}",
+            ],
         ),
         ServerSpec(
             PROCESS_EXPORTER,
@@ -160,7 +188,7 @@ def server_specs(config_dir: str) -> list[ServerSpec]:
             lambda b, port: [
                 b,
                 f"-web.listen-address=127.0.0.1:{port}",
-                f"-config.path={pe_config}",
+                f"-config.path={configs.process_exporter}",
                 "-threads=false",
                 "-gather-smaps=false",
             ],
@@ -208,6 +236,7 @@ class Row:
 
 @dataclass
 class Target:
+    subject: str
     goal: str
     met: bool | None  # None: could not be judged (a tool missing)
     detail: str
@@ -226,16 +255,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def check_targets(medians: dict[str, float], subject_rss_kib: int | None) -> list[Target]:
-    mine = medians.get(SUBJECT)
+def check_targets(
+    medians: dict[str, float], subject: str, subject_rss_kib: int | None
+) -> list[Target]:
+    mine = medians.get(subject)
     vs_bare = ratio(mine, medians.get(BARE))
     vs_node = ratio(mine, medians.get(NODE))
     vs_pe = ratio(medians.get(PROCESS_EXPORTER), mine)
 
     def judged(goal: str, value: float | None, ok: Callable[[float], bool], text: str) -> Target:
         if value is None:
-            return Target(goal, None, "not measured")
-        return Target(goal, ok(value), text.format(value))
+            return Target(subject, goal, None, "not measured")
+        return Target(subject, goal, ok(value), text.format(value))
 
     return [
         judged(
@@ -292,7 +323,9 @@ def run_rounds(
     return times, outputs
 
 
-def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec]) -> SizeResult:
+def measure_size(
+    idle: int, args: argparse.Namespace, configs: Configs, specs: Sequence[ServerSpec]
+) -> SizeResult:
     skipped: list[str] = []
     errors: list[str] = []
     with IdleProcesses(idle) as procs, ExitStack() as stack:
@@ -300,7 +333,7 @@ def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec
             f"N={idle}: {idle} idle processes up in {procs.spawn_seconds:.1f}s, "
             f"{procs.memory_bytes / 2**20:.0f} MiB"
         )
-        in_process = in_process_exporter()
+        in_process = in_process_exporter(configs.procpilot_by_comm)
         tools: list[Tool] = []
         for spec in specs:
             if spec.binary is None:
@@ -346,14 +379,14 @@ def measure_size(idle: int, args: argparse.Namespace, specs: Sequence[ServerSpec
             rows.append(row)
         load_after = os.getloadavg()[0]
         profiled = profile(in_process, args.profile) if args.profile else ""
-    subject_rss = next((r.rss_kib for r in rows if r.tool == SUBJECT), None)
+    rss = {r.tool: r.rss_kib for r in rows}
     return SizeResult(
         idle,
         procs_seen,
         procs.spawn_seconds,
         procs.memory_bytes,
         rows,
-        check_targets(medians, subject_rss),
+        [t for name in (SUBJECT, BY_COMM) for t in check_targets(medians, name, rss.get(name))],
         skipped,
         errors,
         load_before,
@@ -406,7 +439,7 @@ def format_table(result: SizeResult) -> str:
     out += ["", "targets (set for 10,000 processes):"]
     for t in result.targets:
         verdict = {True: "met", False: "MISSED", None: "n/a"}[t.met]
-        out.append(f"  {t.goal}: {verdict} ({t.detail})")
+        out.append(f"  {t.subject}: {t.goal}: {verdict} ({t.detail})")
     out += [f"skipped {s}" for s in result.skipped]
     out += [f"ERROR {e}" for e in result.errors]
     if result.profile:
@@ -446,9 +479,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-exporter-") as config_dir:
-        specs = server_specs(config_dir)
-        results = [measure_size(n, args, specs) for n in args.sizes]
-    versions = {s.name: tool_version(s.binary) for s in specs[1:] if s.binary}
+        configs = write_configs(config_dir)
+        specs = server_specs(configs)
+        results = [measure_size(n, args, configs, specs) for n in args.sizes]
+    versions = {s.name: tool_version(s.binary) for s in specs if s.binary}
     env = {
         "cpus": os.cpu_count(),
         "kernel": platform.release(),

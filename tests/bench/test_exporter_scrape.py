@@ -85,11 +85,11 @@ def test_count_series_skips_comments_and_blank_lines() -> None:
 
 def test_targets_judge_the_issue_goals() -> None:
     medians = {es.SUBJECT: 0.2, es.BARE: 0.15, es.NODE: 0.33, es.PROCESS_EXPORTER: 2.6}
-    met = es.check_targets(medians, subject_rss_kib=50 * 1024)
+    met = es.check_targets(medians, es.SUBJECT, subject_rss_kib=50 * 1024)
     assert [t.met for t in met] == [True, True, True, True]
-    missed = es.check_targets({**medians, es.SUBJECT: 0.4}, subject_rss_kib=70 * 1024)
+    missed = es.check_targets({**medians, es.SUBJECT: 0.4}, es.SUBJECT, subject_rss_kib=70 * 1024)
     assert [t.met for t in missed] == [False, False, False, False]
-    unknown = es.check_targets({es.BARE: 0.15}, subject_rss_kib=None)
+    unknown = es.check_targets({es.BARE: 0.15}, es.SUBJECT, subject_rss_kib=None)
     assert [t.met for t in unknown] == [None, None, None, None]
 
 
@@ -105,10 +105,10 @@ def test_tiny_full_run_reports_every_tool() -> None:
     assert out.returncode == 0, out.stderr
     (size,) = json.loads(out.stdout)["sizes"]
     names = {r["tool"] for r in size["rows"]}
-    assert {es.SUBJECT, es.IN_PROCESS, es.NODE, es.BARE, "psutil.process_iter"} <= names
+    assert {es.SUBJECT, es.BY_COMM, es.IN_PROCESS, es.NODE, es.BARE} <= names
     for row in size["rows"]:
         assert row["median_s"] > 0
         assert int(row["output"].split()[0]) > 0
-        if row["tool"] in (es.SUBJECT, es.NODE):
+        if row["tool"] in (es.SUBJECT, es.BY_COMM, es.NODE):
             assert row["rss_kib"] > 0
     assert size["procs_seen"] >= 20 + 1
