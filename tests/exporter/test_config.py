@@ -43,6 +43,11 @@ def test_errors_name_file_key_and_expectation(
     assert expected in message
 
 
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"line 3.*'top_processes' appears twice"):
+        config.load(write(tmp_path, "top_processes: 3\ngroups: []\ntop_processes: 4\n"))
+
+
 def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="not valid YAML"):
         config.load(write(tmp_path, "groups: [\n"))
