@@ -38,7 +38,15 @@ import psutil
 from prometheus_client import CollectorRegistry, generate_latest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Server, cpu_seconds, free_port, percentile, scrape, status_kib
+from _common import (
+    Server,
+    cpu_seconds,
+    free_port,
+    host_busy_seconds,
+    percentile,
+    scrape,
+    status_kib,
+)
 from idle_procs import IdleProcesses
 
 from exporter import config
@@ -46,6 +54,7 @@ from exporter.collectors import COLLECTORS
 from exporter.procfs import ProcReader
 from exporter.scrape import ScrapeCollector
 
+HOST, SELF = "(host)", "(benchmark)"  # keys of cpu_marks() next to the server names
 SUBJECT = "procpilot-exporter"
 BY_COMM = "procpilot by comm"
 IN_PROCESS = "procpilot by comm, in-process"
@@ -299,9 +308,27 @@ class SizeResult:
     targets: list[Target]
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    load_before: float = 0.0  # 1-minute load average: how busy the machine was anyway
-    load_after: float = 0.0
+    background_cores: float = 0.0  # CPU others used during the measured rounds
     profile: str = ""  # cProfile text of in-process scrapes, with --profile
+
+
+def cpu_marks(tools: Sequence[Tool]) -> dict[str, float]:
+    """CPU seconds so far: of each server, of this process and of the whole host."""
+    marks = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
+    own = os.times()
+    marks[SELF], marks[HOST] = own.user + own.system, host_busy_seconds()
+    return marks
+
+
+def background_cores(before: dict[str, float], after: dict[str, float], wall: float) -> float:
+    """Cores the rest of the machine kept busy: host CPU minus ours and the servers'.
+
+    A shared machine skews timings; this says by how much, where a load average would
+    mostly count our own burst of forks.
+    """
+    used = {k: after[k] - before[k] for k in before}
+    ours = sum(v for k, v in used.items() if k != HOST)
+    return max(used[HOST] - ours, 0.0) / wall if wall > 0 else 0.0
 
 
 def run_rounds(
@@ -354,10 +381,10 @@ def measure_size(
             Tool(IN_PROCESS, lambda: count_series(in_process()), "series"),
         ]
         procs_seen = bare_stat_loop()
-        load_before = os.getloadavg()[0]
         run_rounds(tools, args.warmup, "warm-up")
-        cpu_before = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
+        cpu_before, started = cpu_marks(tools), time.monotonic()
         times, outputs = run_rounds(tools, args.rounds, "measured")
+        cpu_after, wall = cpu_marks(tools), time.monotonic() - started
         stats = summarize(times)
         medians = {name: s[0] for name, s in stats.items()}
         rows = []
@@ -372,12 +399,11 @@ def measure_size(
                 f"{outputs[tool.name]} {tool.unit}",
             )
             if tool.server:
-                used = cpu_seconds(tool.server.pid) - cpu_before[tool.name]
+                used = cpu_after[tool.name] - cpu_before[tool.name]
                 row.cpu_s_per_scrape = used / args.rounds
                 mem = status_kib(tool.server.pid, "VmRSS", "VmHWM")
                 row.rss_kib, row.hwm_kib = mem.get("VmRSS"), mem.get("VmHWM")
             rows.append(row)
-        load_after = os.getloadavg()[0]
         profiled = profile(in_process, args.profile) if args.profile else ""
     rss = {r.tool: r.rss_kib for r in rows}
     return SizeResult(
@@ -389,8 +415,7 @@ def measure_size(
         [t for name in (SUBJECT, BY_COMM) for t in check_targets(medians, name, rss.get(name))],
         skipped,
         errors,
-        load_before,
-        load_after,
+        background_cores(cpu_before, cpu_after, wall),
         profiled,
     )
 
@@ -407,7 +432,7 @@ def format_table(result: SizeResult) -> str:
         f"N = {result.idle} idle processes ({result.procs_seen} in /proc; "
         f"they cost {result.idle_memory_bytes / 2**20:.0f} MiB, "
         f"{result.idle_memory_bytes / max(result.idle, 1) / 1024:.0f} KiB each; "
-        f"load average {result.load_before:.1f} before, {result.load_after:.1f} after)"
+        f"other programs busy {result.background_cores:.2f} cores meanwhile)"
     )
     columns = (
         "tool", "median s", "p90 s", "x bare", "procpilot/x", "cpu s/scrape",

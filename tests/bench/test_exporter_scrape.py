@@ -112,3 +112,10 @@ def test_tiny_full_run_reports_every_tool() -> None:
         if row["tool"] in (es.SUBJECT, es.BY_COMM, es.NODE):
             assert row["rss_kib"] > 0
     assert size["procs_seen"] >= 20 + 1
+
+
+def test_background_cores_leaves_out_our_own_cpu() -> None:
+    before = {es.HOST: 100.0, es.SELF: 10.0, es.SUBJECT: 5.0}
+    after = {es.HOST: 110.0, es.SELF: 14.0, es.SUBJECT: 8.0}
+    assert es.background_cores(before, after, wall=6.0) == pytest.approx(0.5)
+    assert es.background_cores(before, before, wall=0.0) == 0.0
