@@ -157,7 +157,11 @@ def test_user_drop() -> None:
     run(test)
 
 
-def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
+@pytest.mark.parametrize("user", [
+    None,  # setpriv --pdeathsig in front of the program
+    pytest.param("nobody", marks=pytest.mark.skipif(os.geteuid() != 0, reason="needs root")),
+])  # with a user: preexec_fn after the uid change
+def test_children_die_with_a_killed_parent(tmp_path: Path, user: str | None) -> None:
     """PR_SET_PDEATHSIG: SIGKILL of the spawning process takes its children along."""
     pidfile = tmp_path / "pid"
     script = f"""
@@ -166,7 +170,7 @@ from controller.reaper import Reaper
 from controller.spawn import SpawnSpec, spawn
 async def main():
     r = Reaper(asyncio.get_running_loop()); r.install()
-    c = spawn(SpawnSpec(argv=["sleep", "60"], capture_output=False), r)
+    c = spawn(SpawnSpec(argv=["sleep", "60"], user={user!r}, cwd="/", capture_output=False), r)
     open({str(pidfile)!r}, "w").write(str(c.pid))
     await asyncio.sleep(60)
 asyncio.run(main())
