@@ -4,8 +4,8 @@ Start-up goes by ascending priority, each group once its instances have settled 
 starting: running, or already known to be failing, so a crash loop does not hold up the
 next group forever). Shutdown goes the other way, each group stopped and gone before the
 next. Reload diffs the new config against the running one by equality. One procfs pass per
-sampling tick measures every instance's process tree (RSS for memory limits, CPU for
-metrics and the autoscaler).
+sampling tick (over the controller's own subtree, see usage.py) measures every instance's
+process tree: RSS for memory limits, CPU for metrics and the autoscaler.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import signal
 from collections import Counter
 from collections.abc import Coroutine, Iterable
@@ -26,7 +27,7 @@ from controller.logsink import LogFiles
 from controller.program import Program, Runtime, wait_all
 from controller.reaper import Reaper
 from controller.states import State
-from controller.usage import group_members
+from controller.usage import group_members, has_children_files, subtree
 from controller.view import ControllerView
 from exporter.procfs import ProcReader
 
@@ -59,6 +60,7 @@ class Controller:
         self.programs: dict[str, Program] = {}
         self.reloads: Counter[str] = Counter()
         self.procfs = ProcReader()
+        self._subtree = has_children_files()
         self.control = ControlServer(self.socket_path, self.handle, config.control.allowed_uids)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -162,7 +164,11 @@ class Controller:
         """One procfs pass for all instances; each program takes its trees' RSS and CPU."""
         roots = [pid for p in self.programs.values() for pid in p.running_pids()]
         if roots:
-            members = group_members(self.procfs.snapshot().procs, roots)
+            if self._subtree:
+                procs = subtree(self.procfs, os.getpid())
+            else:
+                procs = self.procfs.snapshot().procs
+            members = group_members(procs, roots)
             for p in list(self.programs.values()):
                 p.sample(members)
         self._schedule_sample()
