@@ -83,6 +83,7 @@ class Instance:
     retire: bool = False  # scaled away: removed once stopped
     rss_bytes: int | None = None
     cpu: CpuMeter = field(default_factory=CpuMeter)  # current process tree, from its start
+    cpu_sampled_at: float | None = None  # runtime clock of the pass that last fed cpu
     oom_kills_at_start: int | None = None
     sink: Sink | None = None
     timer: asyncio.Handle | None = None  # spawn, running-after-start_seconds, backoff or kill
@@ -228,6 +229,7 @@ class Program:
         inst.started = self.rt.clock()
         inst.started_wall = self.rt.wall()
         inst.cpu = CpuMeter()
+        inst.cpu_sampled_at = None
         inst.rss_bytes = None
         if inst.sink is None:
             inst.sink = self._sink(inst)
@@ -449,7 +451,7 @@ class Program:
             await wait_all(self.stop())
             self.close_logs()
 
-    def sample(self, members: dict[int, list[Proc]]) -> None:
+    def sample(self, members: dict[int, list[Proc]], now: float) -> None:
         """Take this tick's RSS/CPU of each running tree; restart instances over the limit."""
         limit = self.config.limits.memory
         everything: list[Proc] = []
@@ -460,6 +462,7 @@ class Program:
             everything += procs
             inst.rss_bytes = sum(p.rss_bytes for p in procs)
             inst.cpu.add(procs)
+            inst.cpu_sampled_at = now
             if limit is not None and inst.rss_bytes > limit and inst.state in (
                 State.STARTING, State.RUNNING
             ):

@@ -24,6 +24,7 @@ from controller import config as config_mod
 from controller.config import ConfigError, ControllerConfig
 from controller.control import CommandError, ControlServer
 from controller.logsink import LogFiles
+from controller.pool import PoolScaler
 from controller.program import Program, Runtime, wait_all
 from controller.reaper import Reaper
 from controller.states import State
@@ -65,6 +66,7 @@ class Controller:
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.TimerHandle | None = None
+        self.scalers: dict[str, PoolScaler] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -105,6 +107,8 @@ class Controller:
     async def _shutdown(self) -> None:
         if self._sampler is not None:
             self._sampler.cancel()
+        for scaler in self.scalers.values():
+            scaler.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -136,7 +140,24 @@ class Controller:
     def _add(self, name: str, cfg: config_mod.Program) -> Program:
         program = self.programs[name] = Program(name, cfg, self.rt)
         program.ensure_instances()
+        self._rescale(program)
         return program
+
+    def _rescale(self, program: Program) -> None:
+        """(Re)start the autoscaler of a pool, after it was added or its config changed."""
+        old = self.scalers.pop(program.name, None)
+        if old is not None:
+            old.close()
+        if program.config.autoscale is not None and not self._done.is_set():
+            scaler = self.scalers[program.name] = PoolScaler(program)
+            scaler.start()
+
+    async def _reconfigure(self, program: Program, cfg: config_mod.Program) -> None:
+        scaler = self.scalers.pop(program.name, None)
+        if scaler is not None:
+            scaler.close()
+        await program.reconfigure(cfg)
+        self._rescale(program)
 
     async def _start_groups(self, programs: Iterable[Program]) -> None:
         """Autostart programs by ascending priority, each group after the previous settled."""
@@ -169,8 +190,9 @@ class Controller:
             else:
                 procs = self.procfs.snapshot().procs
             members = group_members(procs, roots)
+            now = self.rt.clock()
             for p in list(self.programs.values()):
-                p.sample(members)
+                p.sample(members, now)
         self._schedule_sample()
 
     # --- reload --------------------------------------------------------------------------
@@ -200,7 +222,7 @@ class Controller:
         for name in removed:
             self._spawn_task(self._remove(current[name]))
         for name in changed:
-            self._spawn_task(current[name].reconfigure(new.programs[name]))
+            self._spawn_task(self._reconfigure(current[name], new.programs[name]))
         self._spawn_task(self._start_groups([self._add(n, new.programs[n]) for n in added]))
         summary = (f"reloaded: added {added or '-'}, removed {removed or '-'}, "
                    f"changed {changed or '-'}, unchanged "
@@ -211,6 +233,9 @@ class Controller:
         return summary
 
     async def _remove(self, program: Program) -> None:
+        scaler = self.scalers.pop(program.name, None)
+        if scaler is not None:
+            scaler.close()
         await program.remove()
         if self.programs.get(program.name) is program and program.name not in self.config.programs:
             del self.programs[program.name]

@@ -1,0 +1,98 @@
+"""The autoscaler tick of one pool: measure, call the pure ``autoscale.decide``, apply.
+
+Per-worker CPU over the interval comes from the sampler's counters (``Instance.cpu``, kept
+per process tree and stamped with the time of the procfs pass that read them), so a tick
+reads no procfs itself; ``metric: system`` reads the host's busy time from /proc/stat.
+While ``procpilotctl scale PROGRAM N`` pins the count, ticks measure nothing and change
+nothing; ``scale PROGRAM auto`` hands the pool back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from controller.autoscale import HostSample, ScaleState, WorkerSample, decide, past_warmup
+from controller.program import Program
+from controller.states import State
+
+log = logging.getLogger("procpilot.autoscale")
+
+
+def host_busy_seconds(path: str = "/proc/stat") -> float | None:
+    """CPU seconds the host spent not idle since boot (all cores)."""
+    try:
+        with open(path, "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # guest time is already part of user time
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class PoolScaler:
+    """Runs one pool's decisions on a loop timer until closed."""
+
+    def __init__(self, program: Program) -> None:
+        assert program.config.autoscale is not None
+        self.program = program
+        self.policy = program.config.autoscale.policy()
+        self.state = ScaleState()
+        # (index, start time) -> (cpu seconds, when sampled) at the previous tick
+        self._last: dict[tuple[int, float], tuple[float, float]] = {}
+        self._host: tuple[float, float] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._timer = self.program.rt.loop.call_later(self.policy.interval_seconds, self.tick)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _workers(self) -> list[WorkerSample]:
+        samples = []
+        seen: dict[tuple[int, float], tuple[float, float]] = {}
+        for inst in self.program.instances.values():
+            if inst.state != State.RUNNING or inst.retire or inst.cpu_sampled_at is None:
+                continue
+            key = (inst.index, inst.started)
+            now = (inst.cpu.total, inst.cpu_sampled_at)
+            seen[key] = now
+            before = self._last.get(key)
+            if before is not None and now[1] > before[1]:
+                cores = (now[0] - before[0]) / (now[1] - before[1])
+                samples.append(WorkerSample(cores, past_warmup(inst.started, before[1],
+                                                               self.policy)))
+        self._last = seen
+        return samples
+
+    def _host_sample(self, now: float) -> HostSample | None:
+        busy = host_busy_seconds()
+        last, self._host = self._host, (busy, now) if busy is not None else None
+        if busy is None or last is None or now <= last[1]:
+            return None
+        return HostSample((busy - last[0]) / (now - last[1]))
+
+    def tick(self) -> None:
+        self._timer = None
+        program = self.program
+        if program.pinned is None:
+            now = program.rt.clock()
+            current = len([i for i in program.instances.values() if not i.retire])
+            measurement: list[WorkerSample] | HostSample | None
+            if self.policy.metric == "system":
+                measurement = self._host_sample(now)
+            else:
+                measurement = self._workers()
+            if measurement is not None:
+                decision = decide(self.policy, current, measurement, self.state, now)
+                self.state = decision.state
+                program.utilization = decision.utilization
+                if decision.desired != current:
+                    log.info("scaling pool", extra={"fields": decision.log_fields(program.name)})
+                    program.scale(decision.desired)
+        self.start()
