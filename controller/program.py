@@ -5,15 +5,19 @@ future, never a sleep, so a program in backoff holds up nothing. The decisions (
 means, how long to back off) are the pure functions of ``states`` and ``backoff``; this module
 only carries them out: spawn, signal, arm timers, keep the books that status and metrics read.
 
-When an instance's main process exits, whatever is left of its process group is SIGKILLed
-at once: leftovers of a crashed instance would otherwise pile up across restarts (and keep
-its output pipe open). Processes that left the group (setsid) are not chased; as the
-controller is a subreaper they are still reaped when they exit.
+When an instance's main process exits on its own, whatever is left of its process group is
+SIGKILLed at once: leftovers of a crashed instance would otherwise pile up across restarts
+(and keep its output pipe open). When it exits after the controller sent the stop signal,
+the rest of the group (which got the signal too) may finish until the stop timeout, then
+gets SIGKILL: a shell wrapper dying first must not cut its children's clean shutdown short.
+Processes that left the group (setsid) are not chased; as the controller is a subreaper
+they are still reaped when they exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -76,6 +80,7 @@ class Instance:
     started: float = 0.0  # runtime clock at spawn
     started_wall: float = 0.0
     cause: Cause | None = None  # why the controller expects the current process to exit
+    stop_deadline: float | None = None  # runtime clock when the group gets SIGKILL
     backoff: Backoff = field(default_factory=Backoff)
     backoff_until: float | None = None
     restarts: int = 0
@@ -106,6 +111,16 @@ class Instance:
             self.timer = None
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # members that dropped privileges further: still there
+        return True
+    return True
+
+
 def _settled(state: State) -> bool:
     return state != State.STARTING
 
@@ -127,7 +142,9 @@ class Program:
         self.pinned: int | None = None  # `procpilotctl scale N` on a pool
         self.utilization: float | None = None  # last autoscale measurement, for status
         self.lock = asyncio.Lock()  # one reconfigure/remove at a time
+        self.removed = False  # left the config; a reload that brings it back restarts it
         self.readers: set[PipeReader] = set()  # output pipes still open (leftovers included)
+        self.draining: dict[int, asyncio.Future[None]] = {}  # pgid -> done once it is empty
         self.config = config
         self.desired = self._configured_count()
         if (config.user is not None or config.group is not None) and os.geteuid() != 0:
@@ -262,7 +279,11 @@ class Program:
     def _exited(self, inst: Instance, child: Child, status: ExitStatus) -> None:
         if inst.child is not child:
             return
-        child.signal_group(signal.SIGKILL)  # leftovers of this instance; see module doc
+        if inst.state == State.STOPPING and inst.stop_deadline is not None:
+            self._drain(child.pid, inst.stop_deadline)
+        else:
+            child.signal_group(signal.SIGKILL)  # leftovers of this instance; see module doc
+        inst.stop_deadline = None
         inst.child = None
         inst.rss_bytes = None
         inst.cancel_timer()
@@ -339,6 +360,7 @@ class Program:
         inst.cancel_timer()
         self._move(inst, State.STOPPING)
         child.signal_group(self.config.stop.signal)
+        inst.stop_deadline = self.rt.clock() + self.config.stop.timeout
         inst.timer = self.rt.loop.call_later(self.config.stop.timeout, self._kill, inst, child)
 
     def _kill(self, inst: Instance, child: Child) -> None:
@@ -347,6 +369,33 @@ class Program:
             log.warning("instance did not stop in time; SIGKILL to its process group",
                         extra={"fields": self._fields(inst, pid=child.pid)})
             child.signal_group(signal.SIGKILL)
+
+    def _drain(self, pgid: int, deadline: float) -> None:
+        """Wait for the rest of a stopped group until deadline, then SIGKILL it.
+
+        The group's last member is always reaped by the controller (members left behind
+        are re-parented to it), so checking after each orphan reap sees it empty.
+        """
+        if not _group_alive(pgid):
+            return
+        loop, reaper = self.rt.loop, self.rt.reaper
+        done: asyncio.Future[None] = loop.create_future()
+
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+        timer = loop.call_later(max(deadline - self.rt.clock(), 0.0), kill)
+
+        def check() -> None:
+            if not _group_alive(pgid):
+                timer.cancel()
+                reaper.orphan_listeners.discard(check)
+                self.draining.pop(pgid, None)
+                done.set_result(None)
+
+        reaper.orphan_listeners.add(check)
+        self.draining[pgid] = done
 
     # --- actions (control socket, startup, reload, scaling) -------------------------------
 
@@ -431,7 +480,8 @@ class Program:
     async def reconfigure(self, config: ProgramConfig) -> None:
         """Apply a changed config: a count change scales, anything else restarts all."""
         async with self.lock:
-            if config.model_copy(update={"instances": self.config.instances}) == self.config:
+            only_count = config.model_copy(update={"instances": self.config.instances})
+            if only_count == self.config and not self.removed:
                 self.config = config
                 await wait_all(self.scale(self._configured_count()))
                 return
@@ -439,6 +489,7 @@ class Program:
             self.close_logs()
             self.instances.clear()
             self.config = config
+            self.removed = False
             self.pinned = None
             self.desired = self._configured_count()
             self.ensure_instances()
@@ -447,6 +498,7 @@ class Program:
 
     async def remove(self) -> None:
         """Stop every instance for good (the program left the config)."""
+        self.removed = True  # at once: a reload before the lock is ours must see it
         async with self.lock:
             await wait_all(self.stop())
             self.close_logs()

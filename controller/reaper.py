@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import NamedTuple
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Reaper:
         self._watched: dict[int, asyncio.Future[ExitStatus]] = {}
         self.reaped_unmanaged = 0  # descendants nobody watched (orphans we adopted)
         self.reaped_total = 0
+        # Called after each round of reaping that collected an orphan (see Program drains).
+        self.orphan_listeners: set[Callable[[], None]] = set()
 
     def install(self) -> None:
         """Become subreaper, handle SIGCHLD in the loop and reap what already exited."""
@@ -98,17 +101,22 @@ class Reaper:
 
     def reap(self) -> None:
         """Collect every exited child (several exits may share one SIGCHLD)."""
+        orphans = 0
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             self.reaped_total += 1
             fut = self._watched.pop(pid, None)
             if fut is None:
-                self.reaped_unmanaged += 1
+                orphans += 1
                 log.debug("reaped orphan", extra={"fields": {"pid": pid}})
             elif not fut.done():
                 fut.set_result(ExitStatus.from_wait_status(status))
+        if orphans:
+            self.reaped_unmanaged += orphans
+            for listener in list(self.orphan_listeners):
+                listener()

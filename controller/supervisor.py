@@ -117,6 +117,9 @@ class Controller:
             log.info("stopping priority group", extra={"fields": {
                 "priority": priority, "programs": ",".join(p.name for p in group)}})
             await wait_all([w for p in group for w in p.stop()])
+        drains = [d for p in self.programs.values() for d in p.draining.values()]
+        if drains:
+            await asyncio.wait(drains)  # each ends by its stop timeout at the latest
         readers = [r.done for p in self.programs.values() for r in p.readers]
         if readers:
             await asyncio.wait(readers, timeout=READER_DRAIN_SECONDS)
@@ -218,8 +221,10 @@ class Controller:
         current = dict(self.programs)
         added = [n for n in new.programs if n not in current]
         removed = [n for n in current if n not in new.programs]
-        changed = [n for n in new.programs if n in current and current[n].config != new.programs[n]]
+        changed = [n for n in new.programs if n in current
+                   and (current[n].removed or current[n].config != new.programs[n])]
         for name in removed:
+            current[name].removed = True  # before any later reload looks
             self._spawn_task(self._remove(current[name]))
         for name in changed:
             self._spawn_task(self._reconfigure(current[name], new.programs[name]))

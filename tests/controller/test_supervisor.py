@@ -214,3 +214,28 @@ def test_stop_start_restart_and_scale_by_control(tmp_path: Path) -> None:
         refused = c.ctl("stop", target="nope")
         assert refused == {"ok": False, "error": "no such program: nope"}
         assert not c.ctl("logs", target="pool")["ok"]
+
+
+def test_stop_lets_the_rest_of_the_group_finish_before_sigkill(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    # The outer shell dies on SIGTERM at once; its child traps it and takes a moment.
+    inner = f"trap 'sleep 0.5; echo clean > {done}; exit 0' TERM; while :; do sleep 0.05; done"
+    programs = {"wrapper": {"command": ["sh", "-c", f"sh -c \"{inner}\" & wait"], **FAST,
+                            "stop": {"timeout": "20s"}}}
+    with running(tmp_path, programs) as c:
+        c.wait_state("wrapper", "running")
+        c.ok("stop", target="wrapper")
+        wait_for(done.exists, what="the inner process's clean exit")
+        assert done.read_text() == "clean\n"
+        wait_for(lambda: children_of(c.pid) == [], what="group gone and reaped")
+
+
+def test_reload_that_removes_and_restores_a_program(tmp_path: Path) -> None:
+    programs = {"back": {"command": "sleep 1000", **FAST}}
+    with running(tmp_path, programs) as c:
+        c.wait_state("back", "running")
+        c.write_config({})
+        c.ok("reload")
+        c.write_config(programs)
+        c.ok("reload")
+        c.wait_state("back", "running")
