@@ -40,6 +40,7 @@ def test_broken_reload_keeps_running_config(tmp_path: Path) -> None:
         c.config_path.write_text("programs:\n  keep: {command: sleep 1000, restrat: 1}\n")
         answer = c.ctl("reload")
         assert answer["ok"] is False and "restrat" in answer["error"]
+        assert c.metric("procpilot_controller_config_reloads_total", result="failure") == 1
         c.signal(signal.SIGHUP)
         wait_for(lambda: c.metric("procpilot_controller_config_reloads_total",
                                   result="failure") == 2, what="second failed reload")

@@ -118,6 +118,7 @@ def test_flooding_child_keeps_every_line_and_controller_responsive(tmp_path: Pat
         c.wait_state("quiet", "running")  # answers while the flood is read
 
         def lines() -> list[bytes]:
+            assert c.ok("status")  # the controller answers while it reads the flood
             rotated = sorted(logs.glob("flood-0.log.*"), key=lambda p: -int(p.suffix[1:]))
             data = b"".join(p.read_bytes() for p in [*rotated, logs / "flood-0.log"])
             return data.split(b"\n")
@@ -239,3 +240,14 @@ def test_reload_that_removes_and_restores_a_program(tmp_path: Path) -> None:
         c.write_config(programs)
         c.ok("reload")
         c.wait_state("back", "running")
+
+
+def test_autostart_false_waits_for_start_and_restart_all(tmp_path: Path) -> None:
+    programs = {"manual": {"command": "sleep 1000", "autostart": False, **FAST},
+                "auto": {"command": "sleep 1000", **FAST}}
+    with running(tmp_path, programs) as c:
+        c.wait_state("auto", "running")
+        assert c.instance("manual")["state"] == "stopped"  # type: ignore[index]
+        assert c.ok("start", target="manual") == "manual:0 running"
+        result = c.ok("restart", target="all")
+        assert "auto:0 running" in result and "manual:0 running" in result
