@@ -7,6 +7,7 @@ import gzip
 import http.client
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,7 +97,10 @@ class Server:
 
     def __init__(self, name: str, argv: Sequence[str], port: int) -> None:
         self.name = name
-        self.argv = list(argv)
+        # setpriv execs the server with a parent-death signal, so it goes even when we are
+        # SIGKILLed (no preexec_fn: unsafe if a caller has threads).
+        setpriv = shutil.which("setpriv")
+        self.argv = [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
         self.port = port
         # Lives as long as the server, so no `with`: stop() closes (and so deletes) it.
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log")  # noqa: SIM115

@@ -24,6 +24,7 @@ import os
 import platform
 import pstats
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -503,6 +504,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # A polite kill unwinds like Ctrl-C, so every `with` stops its servers and processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory(prefix="bench-exporter-") as config_dir:
         configs = write_configs(config_dir)
         specs = server_specs(configs)
@@ -529,4 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything is stopped by now; no traceback for a Ctrl-C
+        sys.exit(128 + signal.SIGINT)
