@@ -1,15 +1,16 @@
 """Scrape time and memory of procpilot-exporter against the usual alternatives.
 
-For each size N, start N idle processes, then procpilot-exporter, Debian's
-prometheus-process-exporter (every process grouped by comm, no threads, no smaps) and
-prometheus-node-exporter with only its processes collector, each on a free 127.0.0.1
-port. Then, round after round, time one full GET /metrics of each, and in the same
-rounds three in-process references: a bare loop reading every /proc/<pid>/stat (the
-floor for any exporter written in Python), one psutil.process_iter pass, and
-procpilot's own ProcReader.snapshot(). The start of each round rotates so no tool
-always runs right after another. Afterwards, print per N the median and p90 of each,
-ratios, each exporter's CPU time per scrape and memory (VmRSS, VmHWM), and the
-issue's targets.
+For each size N, start N idle processes, then procpilot-exporter twice (defaults, and
+grouping every process by comm), Debian's prometheus-process-exporter (the same
+grouping, no threads, no smaps) and prometheus-node-exporter with only its processes
+collector, each on a free 127.0.0.1 port. Then, round after round, time one full GET
+/metrics of each, and in the same rounds in-process references: a bare loop reading
+every /proc/<pid>/stat (the floor for any exporter written in Python), one
+psutil.process_iter pass, procpilot's ProcReader.snapshot() alone, and procpilot's
+whole scrape without HTTP. The start of each round rotates so no tool always runs
+right after another. Afterwards, print per N the median and p90 of each, ratios, each
+exporter's CPU time per scrape and memory (VmRSS, VmHWM), and the issue's targets;
+--profile K adds a cProfile of K in-process scrapes, --json prints it all as JSON.
 
     .venv/bin/python benchmarks/exporter_scrape.py [--sizes 2000,10000] [--rounds 15]
 """
@@ -321,13 +322,13 @@ def cpu_marks(tools: Sequence[Tool]) -> dict[str, float]:
     return marks
 
 
-def background_cores(before: dict[str, float], after: dict[str, float], wall: float) -> float:
+def background_cores(used: dict[str, float], wall: float) -> float:
     """Cores the rest of the machine kept busy: host CPU minus ours and the servers'.
 
-    A shared machine skews timings; this says by how much, where a load average would
-    mostly count our own burst of forks.
+    `used` holds the CPU seconds of each cpu_marks() key over `wall` seconds. A shared
+    machine skews timings; this says by how much, where a load average would mostly
+    count our own burst of forks.
     """
-    used = {k: after[k] - before[k] for k in before}
     ours = sum(v for k, v in used.items() if k != HOST)
     return max(used[HOST] - ours, 0.0) / wall if wall > 0 else 0.0
 
@@ -351,30 +352,63 @@ def run_rounds(
     return times, outputs
 
 
+def start_servers(
+    stack: ExitStack, specs: Sequence[ServerSpec], timeout: float
+) -> tuple[list[Tool], list[str], list[str]]:
+    """Start every server whose binary exists; (tools, skipped, errors)."""
+    tools: list[Tool] = []
+    skipped: list[str] = []
+    errors: list[str] = []
+    for spec in specs:
+        if spec.binary is None:
+            skipped.append(f"{spec.name}: binary not found")
+            continue
+        port = free_port()
+        server = stack.enter_context(Server(spec.name, spec.argv(spec.binary, port), port))
+        try:
+            server.wait_ready(timeout=timeout)
+        except RuntimeError as e:
+            errors.append(str(e))
+            continue
+        tools.append(Tool(spec.name, scraper(port, timeout), "series", server))
+    return tools, skipped, errors
+
+
+def make_row(
+    tool: Tool,
+    stats: dict[str, tuple[float, float]],
+    output: int,
+    cpu_used: dict[str, float],
+    rounds: int,
+) -> Row:
+    """One table row; a server's memory is read now, while it still runs."""
+    median, p90 = stats[tool.name]
+    medians = {name: s[0] for name, s in stats.items()}
+    row = Row(
+        tool.name,
+        median,
+        p90,
+        ratio(median, medians.get(BARE)),
+        ratio(medians.get(SUBJECT), median),
+        f"{output} {tool.unit}",
+    )
+    if tool.server:
+        row.cpu_s_per_scrape = cpu_used[tool.name] / rounds
+        mem = status_kib(tool.server.pid, "VmRSS", "VmHWM")
+        row.rss_kib, row.hwm_kib = mem.get("VmRSS"), mem.get("VmHWM")
+    return row
+
+
 def measure_size(
     idle: int, args: argparse.Namespace, configs: Configs, specs: Sequence[ServerSpec]
 ) -> SizeResult:
-    skipped: list[str] = []
-    errors: list[str] = []
     with IdleProcesses(idle) as procs, ExitStack() as stack:
         log(
             f"N={idle}: {idle} idle processes up in {procs.spawn_seconds:.1f}s, "
             f"{procs.memory_bytes / 2**20:.0f} MiB"
         )
+        tools, skipped, errors = start_servers(stack, specs, args.timeout)
         in_process = in_process_exporter(configs.procpilot_by_comm)
-        tools: list[Tool] = []
-        for spec in specs:
-            if spec.binary is None:
-                skipped.append(f"{spec.name}: binary not found")
-                continue
-            port = free_port()
-            server = stack.enter_context(Server(spec.name, spec.argv(spec.binary, port), port))
-            try:
-                server.wait_ready(timeout=args.timeout)
-            except RuntimeError as e:
-                errors.append(str(e))
-                continue
-            tools.append(Tool(spec.name, scraper(port, args.timeout), "series", server))
         tools += [
             Tool(BARE, bare_stat_loop, "procs"),
             Tool("psutil.process_iter", psutil_pass, "procs"),
@@ -387,25 +421,10 @@ def measure_size(
         times, outputs = run_rounds(tools, args.rounds, "measured")
         cpu_after, wall = cpu_marks(tools), time.monotonic() - started
         stats = summarize(times)
-        medians = {name: s[0] for name, s in stats.items()}
-        rows = []
-        for tool in tools:
-            median, p90 = stats[tool.name]
-            row = Row(
-                tool.name,
-                median,
-                p90,
-                ratio(median, medians.get(BARE)),
-                ratio(medians.get(SUBJECT), median),
-                f"{outputs[tool.name]} {tool.unit}",
-            )
-            if tool.server:
-                used = cpu_after[tool.name] - cpu_before[tool.name]
-                row.cpu_s_per_scrape = used / args.rounds
-                mem = status_kib(tool.server.pid, "VmRSS", "VmHWM")
-                row.rss_kib, row.hwm_kib = mem.get("VmRSS"), mem.get("VmHWM")
-            rows.append(row)
+        cpu_used = {k: cpu_after[k] - cpu_before[k] for k in cpu_before}
+        rows = [make_row(t, stats, outputs[t.name], cpu_used, args.rounds) for t in tools]
         profiled = profile(in_process, args.profile) if args.profile else ""
+    medians = {name: s[0] for name, s in stats.items()}
     rss = {r.tool: r.rss_kib for r in rows}
     return SizeResult(
         idle,
@@ -416,7 +435,7 @@ def measure_size(
         [t for name in (SUBJECT, BY_COMM) for t in check_targets(medians, name, rss.get(name))],
         skipped,
         errors,
-        background_cores(cpu_before, cpu_after, wall),
+        background_cores(cpu_used, wall),
         profiled,
     )
 

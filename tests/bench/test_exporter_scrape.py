@@ -115,7 +115,7 @@ def test_tiny_full_run_reports_every_tool() -> None:
 
 
 def test_background_cores_leaves_out_our_own_cpu() -> None:
-    before = {es.HOST: 100.0, es.SELF: 10.0, es.SUBJECT: 5.0}
-    after = {es.HOST: 110.0, es.SELF: 14.0, es.SUBJECT: 8.0}
-    assert es.background_cores(before, after, wall=6.0) == pytest.approx(0.5)
-    assert es.background_cores(before, before, wall=0.0) == 0.0
+    used = {es.HOST: 10.0, es.SELF: 4.0, es.SUBJECT: 3.0}
+    assert es.background_cores(used, wall=6.0) == pytest.approx(0.5)
+    assert es.background_cores({es.HOST: 1.0, es.SELF: 2.0}, wall=1.0) == 0.0
+    assert es.background_cores(used, wall=0.0) == 0.0
