@@ -38,6 +38,8 @@ class Verdict:
 
 def delay_for(policy: Restart, attempt: int, rand: float) -> float:
     """Wait before restart number ``attempt`` (from 0); ``rand`` is uniform in [0, 1)."""
+    if policy.delay == 0:  # factor**attempt may overflow, but zero stays zero
+        return 0.0
     try:
         base = min(policy.delay * policy.factor**attempt, policy.max_delay)
     except OverflowError:

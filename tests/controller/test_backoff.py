@@ -19,6 +19,7 @@ def test_delays_grow_by_factor_up_to_max() -> None:
 
 def test_zero_delay_stays_zero() -> None:
     assert delay_for(policy(delay=0), 10, 0.9) == 0
+    assert delay_for(policy(delay=0, max_restarts=10**9), 1100, 0.5) == 0  # past overflow
 
 
 def test_huge_attempt_does_not_overflow() -> None:
