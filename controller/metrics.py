@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from controller.view import ControllerView
+from controller.view import ControllerView, ProgramView
 
 RESTART_REASONS = ("exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual")
 RELOAD_RESULTS = ("success", "failure")
+SCALE_DIRECTIONS = ("up", "down")
+
+Family = GaugeMetricFamily | CounterMetricFamily
 
 
 def _version() -> str:
@@ -31,7 +34,7 @@ class ControllerCollector(Collector):
         self.states = tuple(states)
         self.version = _version()
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Family]:
         view = self.take_view()
         p = "procpilot_program_"
         state = GaugeMetricFamily(p + "state", "Program state (one-hot).",
@@ -81,6 +84,7 @@ class ControllerCollector(Collector):
             cpu.add_metric([name, "system"], prog.cpu_system)
         yield from (state, instances, desired, restarts, exit_code, backoff, start_time, rss,
                     limit, cpu)
+        yield from pool_families(view.programs)
         c = "procpilot_controller_"
         reaped = CounterMetricFamily(c + "reaped_processes",
                                      "Orphaned descendants reaped (not managed instances).")
@@ -93,6 +97,50 @@ class ControllerCollector(Collector):
                                   labels=["version", "python"])
         build.add_metric([self.version, platform.python_version()], 1.0)
         yield from (reaped, reloads, build)
+
+
+def pool_families(programs: Sequence[ProgramView]) -> list[Family]:
+    """The procpilot_pool_* families, with series only for programs with an autoscale section."""
+    p = "procpilot_pool_"
+    workers = GaugeMetricFamily(p + "workers", "Workers running.", labels=["program"])
+    desired = GaugeMetricFamily(p + "desired_workers",
+                                "Workers wanted by the last decision (autoscaler or pin).",
+                                labels=["program"])
+    low = GaugeMetricFamily(p + "min_workers", "Fewest workers (autoscale.min).",
+                            labels=["program"])
+    high = GaugeMetricFamily(p + "max_workers", "Most workers (autoscale.max).",
+                             labels=["program"])
+    ratio = GaugeMetricFamily(p + "cpu_utilization_ratio",
+                              "Last measured CPU per worker over the target (absent before "
+                              "the first measurement).", labels=["program"])
+    target = GaugeMetricFamily(p + "cpu_target_cores", "CPU target per worker, in cores.",
+                               labels=["program"])
+    events = CounterMetricFamily(p + "scale_events", "Autoscaler changes of the worker count.",
+                                 labels=["program", "direction"])
+    last = GaugeMetricFamily(p + "last_scale_time_seconds",
+                             "Unix time of the last scale event (absent before the first).",
+                             labels=["program"])
+    at_max = GaugeMetricFamily(p + "at_max",
+                               "1 while the autoscaler wants more workers than max "
+                               "(the pool is saturated).", labels=["program"])
+    for prog in programs:
+        pool = prog.pool
+        if pool is None:
+            continue
+        labels = [prog.program]
+        workers.add_metric(labels, len(prog.running))
+        desired.add_metric(labels, pool.desired)
+        low.add_metric(labels, pool.min)
+        high.add_metric(labels, pool.max)
+        if pool.utilization is not None:
+            ratio.add_metric(labels, pool.utilization)
+        target.add_metric(labels, pool.cpu_target_cores)
+        for direction in SCALE_DIRECTIONS:
+            events.add_metric([prog.program, direction], pool.scale_events.get(direction, 0))
+        if pool.last_scale_time is not None:
+            last.add_metric(labels, pool.last_scale_time)
+        at_max.add_metric(labels, 1.0 if pool.at_max else 0.0)
+    return [workers, desired, low, high, ratio, target, events, last, at_max]
 
 
 def make_registry(collector: ControllerCollector) -> CollectorRegistry:

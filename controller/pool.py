@@ -4,7 +4,10 @@ Per-worker CPU over the interval comes from the sampler's counters (``Instance.c
 per process tree and stamped with the time of the procfs pass that read them), so a tick
 reads no procfs itself; ``metric: system`` reads the host's busy time from /proc/stat.
 While ``procpilotctl scale PROGRAM N`` pins the count, ticks measure nothing and change
-nothing; ``scale PROGRAM auto`` hands the pool back.
+nothing (and the pool is not "at max": the operator, not the recommendation, sets the size);
+``scale PROGRAM auto`` hands the pool back. Each decision leaves its books on the Program
+(utilization, at_max, scale events by direction, last scale time), which status and the
+metrics read; each scale event is one log line with program, from, to, utilization, reason.
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ class PoolScaler:
     def tick(self) -> None:
         self._timer = None
         program = self.program
-        if program.pinned is None:
+        if program.pinned is not None:
+            program.at_max = False  # the operator decides: nothing is recommended
+        else:
             now = program.rt.clock()
             current = len([i for i in program.instances.values() if not i.retire])
             measurement: list[WorkerSample] | HostSample | None
@@ -91,8 +96,12 @@ class PoolScaler:
             if measurement is not None:
                 decision = decide(self.policy, current, measurement, self.state, now)
                 self.state = decision.state
-                program.utilization = decision.utilization
-                if decision.desired != current:
+                if decision.utilization is not None:  # hold the last one through gaps
+                    program.utilization = decision.utilization
+                program.at_max = decision.at_max
+                if decision.direction is not None:
                     log.info("scaling pool", extra={"fields": decision.log_fields(program.name)})
+                    program.scale_events[decision.direction] += 1
+                    program.last_scale_time = program.rt.wall()
                     program.scale(decision.desired)
         self.start()

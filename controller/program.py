@@ -140,7 +140,11 @@ class Program:
         self.exit_code: int | None = None
         self.cpu = CpuMeter()
         self.pinned: int | None = None  # `procpilotctl scale N` on a pool
-        self.utilization: float | None = None  # last autoscale measurement, for status
+        # The autoscaler's books (pool.py writes them), for status and metrics:
+        self.utilization: float | None = None  # last measurement
+        self.at_max = False  # the last recommendation was above max
+        self.scale_events: Counter[str] = Counter()  # by direction: up, down
+        self.last_scale_time: float | None = None  # wall clock of the last scale event
         self.lock = asyncio.Lock()  # one reconfigure/remove at a time
         self.removed = False  # left the config; a reload that brings it back restarts it
         self.readers: set[PipeReader] = set()  # output pipes still open (leftovers included)
@@ -532,7 +536,10 @@ class Program:
         auto = self.config.autoscale
         if auto is None:
             return None
-        return PoolView(auto.min, auto.max, self.pinned, self.utilization, self.desired)
+        return PoolView(auto.min, auto.max, self.pinned, self.utilization, self.desired,
+                        cpu_target_cores=auto.cpu_target, at_max=self.at_max,
+                        scale_events=dict(self.scale_events),
+                        last_scale_time=self.last_scale_time)
 
     def view(self) -> ProgramView:
         now, wall = self.rt.clock(), self.rt.wall()

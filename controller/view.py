@@ -42,8 +42,17 @@ class PoolView:
     min: int
     max: int
     pinned: int | None
-    utilization: float | None
+    utilization: float | None  # last measured CPU per worker / target; None before the first
     desired: int
+    # Metrics only (not in ``status``):
+    cpu_target_cores: float
+    at_max: bool  # the last decision's recommendation was above max
+    scale_events: dict[str, int]  # by direction (up, down), monotonic
+    last_scale_time: float | None  # unix seconds of the last scale event
+
+    def status(self) -> dict[str, Any]:
+        return {"min": self.min, "max": self.max, "pinned": self.pinned,
+                "utilization": self.utilization, "desired": self.desired}
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class ProgramView:
             "program": self.program,
             "state": self.state,
             "desired": self.desired,
-            "pool": asdict(self.pool) if self.pool else None,
+            "pool": self.pool.status() if self.pool else None,
             "instances": [i.status() for i in self.instances],
         }
 
