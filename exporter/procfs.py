@@ -38,11 +38,7 @@ class Proc(NamedTuple):
     start_ticks: int  # clock ticks after boot; with pid it names the process uniquely
     start_time: float  # unix seconds
     rss_bytes: int
-
-    @property
-    def key(self) -> tuple[int, int]:
-        """Identity that survives pid reuse: (pid, start ticks)."""
-        return (self.pid, self.start_ticks)
+    key: tuple[int, int]  # (pid, start ticks): an identity that survives pid reuse
 
     @property
     def is_kernel_thread(self) -> bool:
@@ -55,38 +51,44 @@ class ReadErrors(NamedTuple):
     parse: int
 
 
-def parse_stat(
-    data: bytes, boot_time: float, ticks: int, page_size: int
-) -> Proc:
+_new_proc = tuple.__new__  # positional construction, skipping NamedTuple's Python-level __new__
+
+
+def parse_stat(data: bytes, boot_time: float, ticks: int, page_size: int) -> Proc:
     """Parse one /proc/<pid>/stat line.
 
-    comm sits between the first '(' and the last ')' and may itself hold spaces,
-    parentheses or newlines, so the fields are split only after the last ')'.
+    comm sits between the first " (" and the last ") " and may itself hold spaces,
+    parentheses or newlines, so the fields are split only after the last ") ".
+    This runs once per process per scrape, hence the plain, positional style.
     Raises ValueError when the line is not a stat line.
     """
-    open_at = data.index(b"(")
-    close_at = data.rindex(b")")
-    if close_at < open_at:
-        raise ValueError("unbalanced comm")
-    rest = data[close_at + 2 :].split()
-    if len(rest) < 22:
-        raise ValueError(f"stat line has {len(rest) + 2} fields, want at least 24")
-    # rest[0] is field 3 (state); field n of proc(5) is rest[n - 3].
-    start_ticks = int(rest[19])
-    return Proc(
-        pid=int(data[:open_at]),
-        comm=data[open_at + 1 : close_at].decode("utf-8", "replace"),
-        state=rest[0].decode("ascii", "replace"),
-        ppid=int(rest[1]),
-        pgrp=int(rest[2]),
-        session=int(rest[3]),
-        flags=int(rest[6]),
-        utime=int(rest[11]) / ticks,
-        stime=int(rest[12]) / ticks,
-        num_threads=int(rest[17]),
-        start_ticks=start_ticks,
-        start_time=boot_time + start_ticks / ticks,
-        rss_bytes=max(int(rest[21]), 0) * page_size,
+    head, found_close, tail = data.rpartition(b") ")
+    pid_text, found_open, comm = head.partition(b" (")
+    if not (found_close and found_open):
+        raise ValueError("no '(comm)' in stat line")
+    f = tail.split(None, 22)  # f[0] is field 3 (state); field n of proc(5) is f[n - 3]
+    if len(f) < 22:
+        raise ValueError(f"stat line has {len(f) + 2} fields, want at least 24")
+    pid = int(pid_text)
+    start = int(f[19])
+    return _new_proc(
+        Proc,
+        (
+            pid,
+            comm.decode("utf-8", "replace"),
+            f[0].decode("ascii", "replace"),
+            int(f[1]),  # ppid
+            int(f[2]),  # pgrp
+            int(f[3]),  # session
+            int(f[6]),  # flags
+            int(f[11]) / ticks,  # utime
+            int(f[12]) / ticks,  # stime
+            int(f[17]),  # num_threads
+            start,
+            boot_time + start / ticks,
+            max(int(f[21]), 0) * page_size,  # rss
+            (pid, start),
+        ),
     )
 
 
@@ -131,6 +133,7 @@ class ProcReader:
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_time = self._read_boot_time()
         self._details: dict[tuple[int, int], _Details] = {}
+        self._parsed: dict[bytes, Proc] = {}  # last snapshot's stat lines and their records
         self._users: dict[int, str] = {}
 
     def _read_boot_time(self) -> float:
@@ -144,10 +147,16 @@ class ProcReader:
         raise OSError(f"cannot read btime from {self.root}/stat: is {self.root} a procfs?")
 
     def snapshot(self) -> Snapshot:
-        """Read /proc/<pid>/stat for every process, once."""
-        root, boot, ticks, page = self.root, self.boot_time, self.ticks, self.page_size
-        procs: dict[int, Proc] = {}
-        vanished = permission = parse = 0
+        """Read /proc/<pid>/stat for every process, once.
+
+        All lines are read first and parsed after (the parser stays hot in the CPU cache
+        instead of alternating with syscalls). A line byte-for-byte equal to one of the
+        previous snapshot describes the same process in the same state, so its parsed record
+        is reused: on a host of mostly idle processes, most lines are not parsed at all.
+        """
+        root = self.root
+        lines: list[bytes] = []
+        vanished = permission = unreadable = 0
         taken_at = time.time()
         for name in os.listdir(root):
             if not name.isdigit():
@@ -155,22 +164,38 @@ class ProcReader:
             try:
                 fd = os.open(f"{root}/{name}/stat", os.O_RDONLY)
                 try:
-                    data = os.read(fd, 4096)
+                    lines.append(os.read(fd, 4096))
                 finally:
                     os.close(fd)
-                proc = parse_stat(data, boot, ticks, page)
             except (FileNotFoundError, ProcessLookupError):
                 vanished += 1
-                continue
             except PermissionError:
                 permission += 1
-                continue
-            except (ValueError, IndexError, OSError):
-                parse += 1
-                continue
-            procs[proc.pid] = proc
+            except OSError:
+                unreadable += 1
+        procs, unparsable = self._parse_all(lines)
         self._forget_gone(procs)
-        return Snapshot(procs, taken_at, ReadErrors(vanished, permission, parse), self)
+        errors = ReadErrors(vanished, permission, unreadable + unparsable)
+        return Snapshot(procs, taken_at, errors, self)
+
+    def _parse_all(self, lines: list[bytes]) -> tuple[dict[int, Proc], int]:
+        boot, ticks, page = self.boot_time, self.ticks, self.page_size
+        previous = self._parsed
+        parsed: dict[bytes, Proc] = {}
+        procs: dict[int, Proc] = {}
+        failed = 0
+        for data in lines:
+            proc = previous.get(data)
+            if proc is None:
+                try:
+                    proc = parse_stat(data, boot, ticks, page)
+                except ValueError:
+                    failed += 1
+                    continue
+            parsed[data] = proc
+            procs[proc.pid] = proc
+        self._parsed = parsed
+        return procs, failed
 
     def _forget_gone(self, procs: dict[int, Proc]) -> None:
         details = self._details

@@ -2,7 +2,8 @@
 
 Matching is costly (it may read exe and cmdline), so each process is matched once per
 (pid, start time, comm) and the answer kept until the process goes away. CPU counters are
-built from per-scrape deltas so they stay monotonic when members exit.
+built from per-scrape deltas so they stay monotonic when members exit. This runs over every
+process at every scrape: one dict lookup per process, one pass.
 """
 
 from __future__ import annotations
@@ -19,16 +20,24 @@ from exporter.collectors.drops import Drops
 from exporter.config import PLACEHOLDER, ExporterConfig, Group
 from exporter.procfs import Proc, Snapshot
 
-MatchKey = tuple[int, int, str]
 
-
-@dataclass
+@dataclass(slots=True)
 class _Totals:
     processes: int = 0
     rss: int = 0
     threads: int = 0
     oldest: float = 0.0
-    members: list[Proc] = field(default_factory=list)
+    members: list[Proc] = field(default_factory=list)  # only for per-process groups
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A process as of the previous scrape: its group and the CPU already counted."""
+
+    comm: str
+    hit: tuple[Group, str] | None
+    utime: float = 0.0
+    stime: float = 0.0
 
 
 class Matcher:
@@ -77,66 +86,60 @@ class Groups:
         self.matcher = Matcher(config.groups)
         self.max_groups = config.max_groups
         self.drops = drops
-        self._assigned: dict[MatchKey, tuple[Group, str] | None] = {}
+        self._seen: dict[tuple[int, int], _Seen] = {}
         # Known names, in first-seen order; templated names stay once seen so that their
         # counters never vanish. Static names are known before any process matches.
         self._names: dict[str, Group] = {g.name: g for g in config.groups if g.is_static}
         self._cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in self._names}
-        self._last_cpu: dict[tuple[int, int], tuple[str, float, float]] = {}
+
+    def _lookup(self, p: Proc, snap: Snapshot) -> _Seen:
+        """The process's group, matched only when it is new or exec'd (comm changed)."""
+        entry = self._seen.get(p.key)
+        if entry is not None and entry.comm == p.comm:
+            return entry
+        hit = self.matcher.match(p, snap)
+        if entry is None or entry.hit is None or hit is None or entry.hit[1] != hit[1]:
+            return _Seen(p.comm, hit)  # CPU so far is new to this group
+        return _Seen(p.comm, hit, entry.utime, entry.stime)
 
     def _assign(self, snap: Snapshot) -> dict[str, _Totals]:
+        """Totals per group, adding each member's CPU since the last scrape to its counters."""
         totals = {name: _Totals() for name in self._names}
-        assigned: dict[MatchKey, tuple[Group, str] | None] = {}
+        seen: dict[tuple[int, int], _Seen] = {}
         dropped: set[str] = set()
         for p in snap:
             if p.is_kernel_thread:
                 continue
-            key = (p.pid, p.start_ticks, p.comm)
-            try:
-                hit = self._assigned[key]
-            except KeyError:
-                hit = self.matcher.match(p, snap)
-            assigned[key] = hit
-            if hit is None:
+            entry = seen[p.key] = self._lookup(p, snap)
+            if entry.hit is None:
                 continue
-            group, name = hit
-            if name not in totals:
+            group, name = entry.hit
+            t = totals.get(name)
+            if t is None:
                 if len(self._names) >= self.max_groups:
                     dropped.add(name)
                     continue
                 self._names[name] = group
                 self._cpu[name] = [0.0, 0.0]
-                totals[name] = _Totals()
-            t = totals[name]
+                t = totals[name] = _Totals()
             t.processes += 1
             t.rss += p.rss_bytes
             t.threads += p.num_threads
             t.oldest = p.start_time if not t.oldest else min(t.oldest, p.start_time)
-            t.members.append(p)
-        self._assigned = assigned
+            if group.per_process:
+                t.members.append(p)
+            acc = self._cpu[name]
+            acc[0] += max(p.utime - entry.utime, 0.0)
+            acc[1] += max(p.stime - entry.stime, 0.0)
+            entry.utime, entry.stime = p.utime, p.stime
+        self._seen = seen
         self.drops.add("max_groups", len(dropped))
         return totals
 
-    def _account_cpu(self, totals: dict[str, _Totals]) -> None:
-        """Add each member's CPU since the last scrape to its group's counters."""
-        last = self._last_cpu
-        now_cpu: dict[tuple[int, int], tuple[str, float, float]] = {}
-        for name, t in totals.items():
-            acc = self._cpu[name]
-            for p in t.members:
-                before = last.get(p.key)
-                if before is not None and before[0] == name:
-                    acc[0] += max(p.utime - before[1], 0.0)
-                    acc[1] += max(p.stime - before[2], 0.0)
-                else:
-                    acc[0] += p.utime
-                    acc[1] += p.stime
-                now_cpu[p.key] = (name, p.utime, p.stime)
-        self._last_cpu = now_cpu
-
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
+        if not self.matcher.groups:
+            return
         totals = self._assign(snap)
-        self._account_cpu(totals)
         count = GaugeMetricFamily(
             "procpilot_group_processes", "Processes in each configured group.", labels=["group"]
         )

@@ -18,15 +18,17 @@ from exporter.procfs import Proc, Snapshot
 
 def cpu_rates(
     procs: list[Proc], now: float, prev: dict[tuple[int, int], float], prev_at: float | None
-) -> list[tuple[float, Proc]]:
-    """Cores used by each process since the previous scrape.
+) -> tuple[list[tuple[float, Proc]], dict[tuple[int, int], float]]:
+    """Cores used by each process since the previous scrape, and the CPU totals to keep.
 
     A process not seen at the previous scrape is averaged over its life since it started
     (or since the previous scrape, if it started before that and was missed).
     """
     rates = []
+    totals = {}
     for p in procs:
-        used = p.utime + p.stime
+        used = total = p.utime + p.stime
+        totals[p.key] = total
         before = prev.get(p.key)
         if before is not None and prev_at is not None:
             used -= before
@@ -36,7 +38,7 @@ def cpu_rates(
         elapsed = now - since
         if elapsed > 0 and used > 0:
             rates.append((used / elapsed, p))
-    return rates
+    return rates, totals
 
 
 class Top:
@@ -47,8 +49,7 @@ class Top:
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         procs = list(snap)
-        rates = cpu_rates(procs, snap.taken_at, self._prev, self._prev_at)
-        self._prev = {p.key: p.utime + p.stime for p in procs}
+        rates, self._prev = cpu_rates(procs, snap.taken_at, self._prev, self._prev_at)
         self._prev_at = snap.taken_at
 
         memory = GaugeMetricFamily(
