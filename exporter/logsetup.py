@@ -32,7 +32,7 @@ def _level(record: logging.LogRecord) -> str:
 class LogfmtFormatter(logging.Formatter):
     @staticmethod
     def _value(value: object) -> str:
-        text = str(value)
+        text = "" if value is None else str(value)
         if text == "" or any(c in text for c in ' ="\n\\'):
             return json.dumps(text)
         return text
