@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,18 @@ def start(module: str, args: Sequence[str], log_path: str, timeout: float = 30.0
     proc.kill()
     proc.wait()
     raise AssertionError(f"{module} did not start (exit {proc.returncode}): {text}")
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until cond() is truthy and return its value; generous deadline, no timing asserts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def promtool() -> str | None:

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from controller import ctl
+from tests.service import wait_for
+
 DEADLINE = 30.0
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
-    """Poll until cond() is truthy; return its value. Never asserts a duration."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
@@ -60,18 +48,8 @@ def children_of(pid: int) -> list[tuple[int, str]]:
 
 
 def request(path: Path, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data)
-    return answer
+    """One control-socket exchange, through procpilotctl's own client code."""
+    return ctl.request(str(path), message, timeout)
 
 
 class Controller:

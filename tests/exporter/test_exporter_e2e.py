@@ -24,10 +24,17 @@ from tests.exporter.realprocs import (
     detached_daemon,
     orphans,
     sleepers,
-    wait_for,
     zombie_parent,
 )
-from tests.service import Samples, Service, parse, promtool, promtool_check_metrics, start
+from tests.service import (
+    Samples,
+    Service,
+    parse,
+    promtool,
+    promtool_check_metrics,
+    start,
+    wait_for,
+)
 
 GROUPS = """
 groups:
