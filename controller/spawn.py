@@ -99,9 +99,15 @@ def _credentials(
     uid = gid = None
     groups: list[int] | None = None
     if user is not None:
-        pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
-        uid, gid = pw.pw_uid, pw.pw_gid
-        groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+        try:
+            pw = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+        except KeyError:  # a bare uid with no passwd entry, common in containers
+            if not isinstance(user, int):
+                raise
+            uid, gid, groups = user, user, [user]
+        else:
+            uid, gid = pw.pw_uid, pw.pw_gid
+            groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
     if group is not None:
         gid = group if isinstance(group, int) else grp.getgrnam(group).gr_gid
         if groups is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
 import sys
 from pathlib import Path
@@ -251,3 +253,14 @@ def test_autostart_false_waits_for_start_and_restart_all(tmp_path: Path) -> None
         assert c.ok("start", target="manual") == "manual:0 running"
         result = c.ok("restart", target="all")
         assert "auto:0 running" in result and "manual:0 running" in result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.parametrize("user", ["nobody", 54321])  # 54321: a bare uid with no passwd entry
+def test_programs_run_as_the_configured_user(tmp_path: Path, user: str | int) -> None:
+    expected = pwd.getpwnam(user).pw_uid if isinstance(user, str) else user
+    with running(tmp_path, {"drop": {"command": ["sleep", "1000"], "user": user}}) as c:
+        pid = c.wait_state("drop", "running")["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert {int(u) for u in uids} == {expected}
