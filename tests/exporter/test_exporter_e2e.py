@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,8 +51,16 @@ def value(samples: Samples, metric: str, **labels: str) -> float | None:
     return samples.get((metric, tuple(sorted(labels.items()))))
 
 
-def live_processes() -> int:
-    return len([d for d in os.listdir("/proc") if d.isdigit()])
+def states_in_proc() -> Counter[str]:
+    """Process count per state letter, read straight from /proc/<pid>/stat."""
+    states: Counter[str] = Counter()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                states[f.read().rsplit(b") ", 1)[1][:1].decode()] += 1
+        except OSError:
+            pass
+    return states
 
 
 def run_exporter(tmp_path: Path, *args: str, config: str = GROUPS) -> Service:
@@ -109,13 +118,19 @@ def test_groups_follow_real_processes(exporter: Service) -> None:
 
 def test_summary_matches_proc(exporter: Service) -> None:
     with sleepers("pp-count", 5):
-        before = live_processes()
+        before = states_in_proc()
         got = exporter.scrape()
-        total = sum(v for (name, _), v in got.items() if name == "procpilot_processes")
-        after = live_processes()
-    # Other processes come and go on a shared machine: allow for churn around the scrape.
-    assert min(before, after) - 50 <= total <= max(before, after) + 50
-    assert value(got, "procpilot_threads")
+        after = states_in_proc()
+    # Other processes come and go on a shared machine: each count must lie between what
+    # /proc showed just before and just after the scrape (idle kernel threads included).
+    for state, letter in (("idle", "I"), ("zombie", "Z"), ("stopped", "T")):
+        low, high = sorted((before.get(letter, 0), after.get(letter, 0)))
+        assert low - 2 <= (value(got, "procpilot_processes", state=state) or 0) <= high + 2
+    total = sum(v for (name, _), v in got.items() if name == "procpilot_processes")
+    low, high = sorted((sum(before.values()), sum(after.values())))
+    assert low - 50 <= total <= high + 50
+    assert (value(got, "procpilot_processes", state="sleeping") or 0) >= 5
+    assert (value(got, "procpilot_threads") or 0) >= total
     assert all(value(got, "procpilot_exporter_collector_success", collector=c) == 1
                for c in ("summary", "zombies", "orphans", "groups", "top"))
 
