@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from controller.metrics import RESTART_REASONS
+from controller.states import State
+from exporter.collectors import summary
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"^\|\s*`(?P<name>procpilot_\w+)`\s*\|[^|]*\|(?P<labels>[^|]*)\|", re.MULTILINE)
 
@@ -61,27 +65,12 @@ DOCUMENTED = readme_metrics(README.read_text())
 # Prometheus's own per-target series is the one name not in the tables.
 METRICS: dict[str, frozenset[str]] = DOCUMENTED | {"up": frozenset()}
 
-# Label values the contract lists; a selector using another value would never match.
+# Label values the services export (read from the code that exports them); a selector
+# using another value would never match.
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
-    ("procpilot_processes", "state"): frozenset(
-        [
-            "running",
-            "sleeping",
-            "disk_sleep",
-            "stopped",
-            "tracing_stop",
-            "zombie",
-            "dead",
-            "idle",
-            "other",
-        ]
-    ),
-    ("procpilot_program_state", "state"): frozenset(
-        ["stopped", "starting", "running", "backoff", "stopping", "exited", "fatal"]
-    ),
-    ("procpilot_program_restarts_total", "reason"): frozenset(
-        ["exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual"]
-    ),
+    ("procpilot_processes", "state"): frozenset(summary.STATES),
+    ("procpilot_program_state", "state"): frozenset(s.value for s in State),
+    ("procpilot_program_restarts_total", "reason"): frozenset(RESTART_REASONS),
     ("procpilot_controller_config_reloads_total", "result"): frozenset({"success", "failure"}),
     ("procpilot_group_cpu_seconds_total", "mode"): frozenset({"user", "system"}),
     ("up", "job"): frozenset({"procpilot-exporter", "procpilot-controller"}),
