@@ -92,7 +92,7 @@ def parse_stat(data: bytes, boot_time: float, ticks: int, page_size: int) -> Pro
     )
 
 
-@dataclass
+@dataclass(slots=True)  # one per process: keep it small
 class _Details:
     """Slow-changing facts about one process, read on first use."""
 
