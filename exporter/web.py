@@ -396,7 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, "text/plain; charset=utf-8", b"error collecting metrics\n")
             return
         if gzip_accepted(self.headers.get("Accept-Encoding", "")):
-            self._send(200, content_type, gzip.compress(body, compresslevel=6), (("Content-Encoding", "gzip"),))
+            packed = gzip.compress(body, compresslevel=6)
+            self._send(200, content_type, packed, (("Content-Encoding", "gzip"),))
         else:
             self._send(200, content_type, body)
 
