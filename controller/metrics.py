@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from controller.view import ControllerView, ProgramView
+from exporter.scrape import build_info
 
 RESTART_REASONS = ("exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual")
 RELOAD_RESULTS = ("success", "failure")
@@ -17,22 +17,12 @@ SCALE_DIRECTIONS = ("up", "down")
 Family = GaugeMetricFamily | CounterMetricFamily
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("procpilot")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 class ControllerCollector(Collector):
     """Renders the view ``take_view`` returns (called from the HTTP thread)."""
 
     def __init__(self, take_view: Callable[[], ControllerView], states: Sequence[str]) -> None:
         self.take_view = take_view
         self.states = tuple(states)
-        self.version = _version()
 
     def collect(self) -> Iterator[Family]:
         view = self.take_view()
@@ -93,10 +83,13 @@ class ControllerCollector(Collector):
                                       labels=["result"])
         for result in RELOAD_RESULTS:
             reloads.add_metric([result], view.reloads.get(result, 0))
-        build = GaugeMetricFamily(c + "build_info", "Version of the controller, always 1.",
-                                  labels=["version", "python"])
-        build.add_metric([self.version, platform.python_version()], 1.0)
-        yield from (reaped, reloads, build)
+        last_ok = GaugeMetricFamily(c + "config_last_reload_successful",
+                                    "1 if the last config reload succeeded (or none was tried).",
+                                    value=1 if view.last_reload_ok else 0)
+        last_time = GaugeMetricFamily(c + "config_last_reload_success_timestamp_seconds",
+                                      "Unix time the config was last loaded successfully.",
+                                      value=view.last_reload_success)
+        yield from (reaped, reloads, last_ok, last_time, build_info("procpilot_controller"))
 
 
 def pool_families(programs: Sequence[ProgramView]) -> list[Family]:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
@@ -60,6 +61,9 @@ class Controller:
         self.rt = Runtime(self.loop, self.reaper, LogFiles())
         self.programs: dict[str, Program] = {}
         self.reloads: Counter[str] = Counter()
+        # Like Prometheus's own: did the last attempt work, and when did one last work.
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()  # the start-up load counts
         self.procfs = ProcReader()
         self._subtree = has_children_files()
         self.control = ControlServer(self.socket_path, self.handle, config.control.allowed_uids)
@@ -210,10 +214,12 @@ class Controller:
             new = config_mod.load(self.config_path)
         except ConfigError as e:
             self.reloads["failure"] += 1
+            self.last_reload_ok = False
             log.error("config reload refused; keeping the running config",
                       extra={"fields": {"err": str(e)}})
             raise CommandError(f"reload refused, running config kept: {e}") from None
         self.reloads["success"] += 1
+        self.last_reload_ok, self.last_reload_success = True, time.time()
         if new.control.socket != self.config.control.socket:
             log.warning("control.socket changed; takes effect on restart")
         self.control.allowed_uids = frozenset(new.control.allowed_uids)
@@ -253,6 +259,8 @@ class Controller:
             programs=tuple(p.view() for p in programs),
             reaped_processes=self.reaper.reaped_unmanaged,
             reloads=dict(self.reloads),
+            last_reload_ok=self.last_reload_ok,
+            last_reload_success=self.last_reload_success,
         )
 
     def view_threadsafe(self, timeout: float = 10.0) -> ControllerView:

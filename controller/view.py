@@ -87,6 +87,8 @@ class ControllerView:
     programs: tuple[ProgramView, ...]
     reaped_processes: int
     reloads: dict[str, int]  # by result: success, failure
+    last_reload_ok: bool = True
+    last_reload_success: float = 0.0  # unix time the config was last loaded successfully
 
     def status(self) -> dict[str, Any]:
         return {"programs": [p.status() for p in self.programs]}

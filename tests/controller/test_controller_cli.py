@@ -45,7 +45,14 @@ def test_broken_reload_keeps_running_config(tmp_path: Path) -> None:
         wait_for(lambda: c.metric("procpilot_controller_config_reloads_total",
                                   result="failure") == 2, what="second failed reload")
         assert c.metric("procpilot_controller_config_reloads_total", result="success") == 0
+        assert c.metric("procpilot_controller_config_last_reload_successful") == 0
         assert c.instance("keep")["pid"] == pid  # type: ignore[index]
+        loaded_at = c.metric("procpilot_controller_config_last_reload_success_timestamp_seconds")
+        c.write_config(programs)
+        c.ok("reload")
+        assert c.metric("procpilot_controller_config_last_reload_successful") == 1
+        later = c.metric("procpilot_controller_config_last_reload_success_timestamp_seconds")
+        assert loaded_at is not None and later is not None and later >= loaded_at
 
 
 def test_reload_adds_removes_changes_and_leaves_the_rest(tmp_path: Path) -> None:
