@@ -46,6 +46,10 @@ class ControllerCollector(Collector):
         rss = GaugeMetricFamily(p + "resident_memory_bytes",
                                 "Resident memory of all instances' process trees.",
                                 labels=["program"])
+        rss_each = GaugeMetricFamily(
+            p + "instance_resident_memory_bytes",
+            "Resident memory of each running instance's process tree (the limit applies to it).",
+            labels=["program", "index"])
         limit = GaugeMetricFamily(p + "memory_limit_bytes",
                                   "Memory limit per instance (absent when unlimited).",
                                   labels=["program"])
@@ -68,12 +72,15 @@ class ControllerCollector(Collector):
             if starts:
                 start_time.add_metric([name], min(starts))
             rss.add_metric([name], sum(i.rss_bytes or 0 for i in prog.instances))
+            for inst in prog.instances:
+                if inst.rss_bytes is not None:
+                    rss_each.add_metric([name, inst.id.rpartition(":")[2]], inst.rss_bytes)
             if prog.memory_limit is not None:
                 limit.add_metric([name], prog.memory_limit)
             cpu.add_metric([name, "user"], prog.cpu_user)
             cpu.add_metric([name, "system"], prog.cpu_system)
         yield from (state, instances, desired, restarts, exit_code, backoff, start_time, rss,
-                    limit, cpu)
+                    rss_each, limit, cpu)
         yield from pool_families(view.programs)
         c = "procpilot_controller_"
         reaped = CounterMetricFamily(c + "reaped_processes",

@@ -484,25 +484,25 @@ def controller_dashboard() -> dict[str, Any]:
             "Memory per instance vs limit",
             "bytes",
             (
-                f"procpilot_program_resident_memory_bytes{{{PROGRAM}}}"
-                f" / (procpilot_program_instances{{{PROGRAM}}} > 0)",
-                "{{program}} average",
+                f"procpilot_program_instance_resident_memory_bytes{{{PROGRAM}}}",
+                "{{program}}:{{index}}",
             ),
             (f"procpilot_program_memory_limit_bytes{{{PROGRAM}}}", "{{program}} limit"),
-            description="RSS over each instance's process tree, averaged over the instances; "
-            "the limit applies to each instance.",
+            description="RSS over each instance's process tree; the limit applies to each "
+            "instance.",
             overrides=[dashed(".* limit$")],
         ),
         timeseries(
-            "Memory used of limit",
+            "Memory used of limit (largest instance)",
             "percentunit",
             (
-                f"procpilot_program_resident_memory_bytes{{{PROGRAM}}}"
-                f" / (procpilot_program_memory_limit_bytes{{{PROGRAM}}}"
-                f" * (procpilot_program_instances{{{PROGRAM}}} > 0))",
+                "max by (instance, program) "
+                f"(procpilot_program_instance_resident_memory_bytes{{{PROGRAM}}})"
+                " / on (instance, program) "
+                f"procpilot_program_memory_limit_bytes{{{PROGRAM}}}",
                 "{{program}}",
             ),
-            description="Average instance; past 100% the controller restarts it.",
+            description="Past 100% the controller restarts that instance (memory_limit).",
         ),
         timeseries(
             "CPU",

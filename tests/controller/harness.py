@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from controller import ctl
-from tests.service import wait_for
+from tests.service import parse, wait_for
 
 DEADLINE = 30.0
 
@@ -127,16 +127,7 @@ class Controller:
         return text
 
     def metric(self, name: str, **labels: str) -> float | None:
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in self.metrics().splitlines():
-            if line.startswith("#"):
-                continue
-            series, _, value = line.rpartition(" ")
-            metric_name, _, label_text = series.partition("{")
-            got = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
-            if metric_name == name and got == want:
-                return float(value)
-        return None
+        return parse(self.metrics()).get((name, tuple(sorted(labels.items()))))
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import Controller, running, wait_for
+from tests.controller.harness import Controller, running
+from tests.service import parse, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,3 +140,19 @@ def test_shutdown_command_exits_0(tmp_path: Path) -> None:
         assert not c.socket.exists()
     finally:
         c.stop()
+
+
+def test_each_instance_reports_its_own_memory(tmp_path: Path) -> None:
+    programs = {"pair": {"command": "sleep 1000", "instances": 2, **FAST}}
+    with running(tmp_path, programs) as c:
+        for index in (0, 1):
+            c.wait_state("pair", "running", index)
+        samples = wait_for(lambda: (s := parse(c.metrics())) and all(
+            ("procpilot_program_instance_resident_memory_bytes",
+             (("index", str(i)), ("program", "pair"))) in s for i in (0, 1)) and s,
+            what="per-instance memory series")
+        each = [samples[("procpilot_program_instance_resident_memory_bytes",
+                         (("index", str(i)), ("program", "pair")))] for i in (0, 1)]
+        total = samples[("procpilot_program_resident_memory_bytes", (("program", "pair"),))]
+        assert all(v > 0 for v in each)
+        assert sum(each) == total

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import alive, children_of, running, wait_for
+from tests.controller.harness import alive, children_of, running
+from tests.service import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import running, wait_for
+from tests.controller.harness import running
+from tests.service import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
