@@ -32,6 +32,9 @@ async def _exec_check(spec: SpawnSpec, reaper: Reaper, timeout: float) -> bool:
         child.signal_group(signal.SIGKILL)
         await child.exited
         return False
+    except asyncio.CancelledError:  # the instance stopped: its check must not outlive it
+        child.signal_group(signal.SIGKILL)
+        raise
     return status.code == 0
 
 

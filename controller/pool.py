@@ -82,26 +82,33 @@ class PoolScaler:
 
     def tick(self) -> None:
         self._timer = None
+        try:
+            self._decide()
+        except Exception:  # one failed tick must not stop the pool's scaling for good
+            log.exception("autoscaler tick failed",
+                          extra={"fields": {"program": self.program.name}})
+        finally:
+            self.start()
+
+    def _decide(self) -> None:
         program = self.program
         if program.pinned is not None:
             program.at_max = False  # the operator decides: nothing is recommended
-        else:
-            now = program.rt.clock()
-            current = len([i for i in program.instances.values() if not i.retire])
-            measurement: list[WorkerSample] | HostSample | None
-            if self.policy.metric == "system":
-                measurement = self._host_sample(now)
-            else:
-                measurement = self._workers()
-            if measurement is not None:
-                decision = decide(self.policy, current, measurement, self.state, now)
-                self.state = decision.state
-                if decision.utilization is not None:  # hold the last one through gaps
-                    program.utilization = decision.utilization
-                program.at_max = decision.at_max
-                if decision.direction is not None:
-                    log.info("scaling pool", extra={"fields": decision.log_fields(program.name)})
-                    program.scale_events[decision.direction] += 1
-                    program.last_scale_time = program.rt.wall()
-                    program.scale(decision.desired)
-        self.start()
+            return
+        now = program.rt.clock()
+        current = len([i for i in program.instances.values() if not i.retire])
+        measurement: list[WorkerSample] | HostSample | None = (
+            self._host_sample(now) if self.policy.metric == "system" else self._workers()
+        )
+        if measurement is None:
+            return
+        decision = decide(self.policy, current, measurement, self.state, now)
+        self.state = decision.state
+        if decision.utilization is not None:  # hold the last one through gaps
+            program.utilization = decision.utilization
+        program.at_max = decision.at_max
+        if decision.direction is not None:
+            log.info("scaling pool", extra={"fields": decision.log_fields(program.name)})
+            program.scale_events[decision.direction] += 1
+            program.last_scale_time = program.rt.wall()
+            program.scale(decision.desired)

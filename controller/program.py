@@ -241,6 +241,8 @@ class Program:
         inst.cause = None
         inst.oom_kills_at_start = read_oom_kills()
         try:
+            if inst.sink is None:  # before spawning: a child must never lack its reader
+                inst.sink = self._sink(inst)
             child = spawn(self.spawn_spec(inst.index), self.rt.reaper)
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             log.error("cannot start instance", extra={"fields": self._fields(inst, err=str(e))})
@@ -252,8 +254,6 @@ class Program:
         inst.cpu = CpuMeter()
         inst.cpu_sampled_at = None
         inst.rss_bytes = None
-        if inst.sink is None:
-            inst.sink = self._sink(inst)
         if child.output_fd is not None:
             reader = PipeReader(self.rt.loop, child.output_fd, inst.sink)
             self.readers.add(reader)
@@ -386,7 +386,7 @@ class Program:
         done: asyncio.Future[None] = loop.create_future()
 
         def kill() -> None:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
 
         timer = loop.call_later(max(deadline - self.rt.clock(), 0.0), kill)

@@ -25,6 +25,7 @@ import asyncio
 import errno
 import functools
 import grp
+import logging
 import os
 import pwd
 import shutil
@@ -47,6 +48,8 @@ class SpawnSpec:
     group: str | int | None = None
     capture_output: bool = True  # False: stdout and stderr go to /dev/null
 
+
+log = logging.getLogger("procpilot.spawn")
 
 def _pdeathsig_preexec(parent: int) -> Callable[[], None]:
     """Kill the child with SIGKILL when the controller dies, even by SIGKILL.
@@ -136,6 +139,9 @@ class Child:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
             return False
+        except PermissionError:  # a member we may not signal (setuid); the others got it
+            log.warning("cannot signal every process of the group",
+                        extra={"fields": {"pgid": self.pid, "signal": sig}})
         return True
 
 

@@ -34,6 +34,7 @@ from controller.view import ControllerView
 from exporter.procfs import ProcReader
 
 log = logging.getLogger("procpilot.controller")
+DRAIN_GRACE = 5.0  # seconds past the longest stop timeout that shutdown waits for leftovers
 
 READER_DRAIN_SECONDS = 2.0  # at shutdown, how long leftover output may still trickle in
 
@@ -45,7 +46,7 @@ def parse_target(target: object) -> tuple[str, int | None]:
     name, sep, index = target.partition(":")
     if not sep:
         return name, None
-    if not index.isdigit():
+    if not (index.isascii() and index.isdigit()):
         raise CommandError(f"{target!r}: instance must be a number, as in {name}:0")
     return name, int(index)
 
@@ -123,7 +124,10 @@ class Controller:
             await wait_all([w for p in group for w in p.stop()])
         drains = [d for p in self.programs.values() for d in p.draining.values()]
         if drains:
-            await asyncio.wait(drains)  # each ends by its stop timeout at the latest
+            # Each is SIGKILLed at its stop timeout; the bound covers a member that even
+            # SIGKILL cannot end at once (uninterruptible sleep) or that we may not signal.
+            bound = max(p.config.stop.timeout for p in self.programs.values()) + DRAIN_GRACE
+            await asyncio.wait(drains, timeout=bound)
         readers = [r.done for p in self.programs.values() for r in p.readers]
         if readers:
             await asyncio.wait(readers, timeout=READER_DRAIN_SECONDS)
@@ -190,17 +194,21 @@ class Controller:
 
     def sample(self) -> None:
         """One procfs pass for all instances; each program takes its trees' RSS and CPU."""
-        roots = [pid for p in self.programs.values() for pid in p.running_pids()]
-        if roots:
-            if self._subtree:
-                procs = subtree(self.procfs, os.getpid())
-            else:
-                procs = self.procfs.snapshot().procs
-            members = group_members(procs, roots)
-            now = self.rt.clock()
-            for p in list(self.programs.values()):
-                p.sample(members, now)
-        self._schedule_sample()
+        try:
+            roots = [pid for p in self.programs.values() for pid in p.running_pids()]
+            if roots:
+                if self._subtree:
+                    procs = subtree(self.procfs, os.getpid())
+                else:
+                    procs = self.procfs.snapshot().procs
+                members = group_members(procs, roots)
+                now = self.rt.clock()
+                for p in list(self.programs.values()):
+                    p.sample(members, now)
+        except Exception:  # one bad pass must not end memory checks for good
+            log.exception("sampling failed")
+        finally:
+            self._schedule_sample()
 
     # --- reload --------------------------------------------------------------------------
 

@@ -130,9 +130,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(path: str) -> Any:
     """Read a YAML file, turning I/O and syntax problems into ConfigError."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
@@ -141,6 +143,8 @@ def load_yaml(path: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "syntax error"
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except TypeError:  # e.g. a list used as a mapping key
+        raise ConfigError(f"{path}: not valid YAML: a mapping key must be a plain value") from None
 
 
 def load(path: str | None) -> ExporterConfig:

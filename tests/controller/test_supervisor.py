@@ -265,3 +265,21 @@ def test_programs_run_as_the_configured_user(tmp_path: Path, user: str | int) ->
         with open(f"/proc/{pid}/status") as f:
             uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
         assert {int(u) for u in uids} == {expected}
+
+
+def test_unusable_log_directory_fails_the_start_and_later_groups_still_start(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    programs = {
+        "nolog": {"command": ["sleep", "1000"], "priority": 10,
+                  "logs": {"directory": str(blocker / "logs")},
+                  "restart": {"max_restarts": 0}},
+        "after": {"command": ["sleep", "1000"], "priority": 20},
+    }
+    with running(tmp_path, programs) as c:
+        c.wait_state("nolog", "fatal")
+        c.wait_state("after", "running")
+        # Only "after" runs: the failed start left no child behind.
+        assert [pid for pid, _ in children_of(c.pid)] == [c.instance("after")["pid"]]  # type: ignore[index]

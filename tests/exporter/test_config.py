@@ -48,6 +48,15 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
         config.load(write(tmp_path, "top_processes: 3\ngroups: []\ntop_processes: 4\n"))
 
 
+def test_binary_file_and_unhashable_key_are_config_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(config.ConfigError, match="not UTF-8"):
+        config.load(str(binary))
+    with pytest.raises(config.ConfigError, match="mapping key"):
+        config.load(write(tmp_path, "? [a, b]\n: 1\n"))
+
+
 def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="not valid YAML"):
         config.load(write(tmp_path, "groups: [\n"))
