@@ -34,6 +34,7 @@ from controller.view import ControllerView
 from exporter.procfs import ProcReader
 
 log = logging.getLogger("procpilot.controller")
+CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown
 DRAIN_GRACE = 5.0  # seconds past the longest stop timeout that shutdown waits for leftovers
 
 READER_DRAIN_SECONDS = 2.0  # at shutdown, how long leftover output may still trickle in
@@ -301,6 +302,8 @@ class Controller:
         cmd = request["cmd"]
         if cmd == "status":
             return self.view().status()
+        if cmd in CHANGES and self._done.is_set():
+            raise CommandError("the controller is shutting down")
         if cmd in ("start", "stop", "restart"):
             return await self._act(cmd, request.get("target"))
         if cmd == "reload":
@@ -315,8 +318,6 @@ class Controller:
         raise CommandError(f"unknown command {cmd!r}")
 
     async def _act(self, cmd: str, target: object) -> str:
-        if self._done.is_set():
-            raise CommandError("the controller is shutting down")
         targets = self._targets(target)
         waits = []
         for program, index in targets:
