@@ -73,14 +73,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def host_busy_seconds() -> float:
-    """CPU seconds all CPUs spent not idle since boot (user, nice, system, irq, steal)."""
-    with open("/proc/stat", "rb") as f:
-        fields = [int(v) for v in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (0 < q <= 100): always one of the measured values."""
     if not values:

@@ -44,13 +44,13 @@ from _common import (
     Server,
     cpu_seconds,
     free_port,
-    host_busy_seconds,
     percentile,
     scrape,
     status_kib,
 )
 from idle_procs import IdleProcesses
 
+from controller.pool import host_busy_seconds
 from exporter import config
 from exporter.collectors import COLLECTORS
 from exporter.procfs import ProcReader
@@ -318,7 +318,7 @@ def cpu_marks(tools: Sequence[Tool]) -> dict[str, float]:
     """CPU seconds so far: of each server, of this process and of the whole host."""
     marks = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
     own = os.times()
-    marks[SELF], marks[HOST] = own.user + own.system, host_busy_seconds()
+    marks[SELF], marks[HOST] = own.user + own.system, host_busy_seconds() or 0.0
     return marks
 
 

@@ -30,6 +30,7 @@ from pydantic import (
 from controller.autoscale import Policy
 from controller.units import parse_duration, parse_size
 from exporter.config import ConfigError, Strict, format_error, load_yaml
+from exporter.web import parse_listen_address
 
 __all__ = ["DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "Program", "json_schema", "load"]
 
@@ -175,12 +176,17 @@ class Logs(Strict):
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:8000' or '[::1]:8000' -> (host, port); ValueError when malformed."""
-    host, sep, port = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    """'127.0.0.1:8000' or '[::1]:8000' -> (host, port); ValueError when malformed.
+
+    The listen-address parser, plus what a target to connect to needs: a host and a port.
+    """
+    try:
+        host, port = parse_listen_address(address)
+    except ValueError:
+        host, port = "", 0
+    if not host or not port:
         raise ValueError(f"{address!r}: expected host:port, e.g. 127.0.0.1:8000 or [::1]:8000")
-    return host, int(port)
+    return host, port
 
 
 class Health(Strict):

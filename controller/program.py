@@ -17,7 +17,6 @@ they are still reaped when they exit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -34,7 +33,7 @@ from controller.backoff import Backoff
 from controller.config import Program as ProgramConfig
 from controller.logsink import LogFiles, PipeReader, PrefixedStream, Sink
 from controller.reaper import ExitStatus, Reaper
-from controller.spawn import Child, SpawnSpec, spawn
+from controller.spawn import Child, SpawnSpec, signal_group, spawn
 from controller.states import Cause, Exit, State
 from controller.usage import CpuMeter
 from controller.view import InstanceView, LastExit, PoolView, ProgramView
@@ -109,16 +108,6 @@ class Instance:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # members that dropped privileges further: still there
-        return True
-    return True
 
 
 def _settled(state: State) -> bool:
@@ -380,19 +369,16 @@ class Program:
         The group's last member is always reaped by the controller (members left behind
         are re-parented to it), so checking after each orphan reap sees it empty.
         """
-        if not _group_alive(pgid):
+        if not signal_group(pgid, 0):
             return
         loop, reaper = self.rt.loop, self.rt.reaper
         done: asyncio.Future[None] = loop.create_future()
 
-        def kill() -> None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-
-        timer = loop.call_later(max(deadline - self.rt.clock(), 0.0), kill)
+        timer = loop.call_later(max(deadline - self.rt.clock(), 0.0),
+                                signal_group, pgid, signal.SIGKILL)
 
         def check() -> None:
-            if not _group_alive(pgid):
+            if not signal_group(pgid, 0):
                 timer.cancel()
                 reaper.orphan_listeners.discard(check)
                 self.draining.pop(pgid, None)

@@ -135,14 +135,20 @@ class Child:
 
     def signal_group(self, sig: int) -> bool:
         """Send sig to the child's whole process group; False when nothing is left in it."""
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # a member we may not signal (setuid); the others got it
+        return signal_group(self.pid, sig)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send sig (0: only probe) to a process group; False when nothing is left in it."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal (setuid): still there
+        if sig:
             log.warning("cannot signal every process of the group",
-                        extra={"fields": {"pgid": self.pid, "signal": sig}})
-        return True
+                        extra={"fields": {"pgid": pgid, "signal": sig}})
+    return True
 
 
 def spawn(spec: SpawnSpec, reaper: Reaper) -> Child:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 from controller import ctl
-from tests.service import parse, wait_for
+from tests.service import ADDRESS, parse, wait_for
 
 DEADLINE = 30.0
 
@@ -79,11 +78,9 @@ class Controller:
         )
         stderr.close()
         if wait:
-            match = wait_for(
-                lambda: re.search(r"msg=listening address=\S+:(\d+)",
-                                  self.stderr()[self._stderr_from :]),
-                what="controller to listen")
-            self.port = int(match.group(1))
+            match = wait_for(lambda: ADDRESS.search(self.stderr()[self._stderr_from :]),
+                             what="controller to listen")
+            self.port = int(match.group(1).rpartition(":")[2])
             wait_for(lambda: "controller started" in self.stderr()[self._stderr_from :],
                      what="control socket")
         return self
