@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
-from controller.autoscale import (
+from procpilot.controller.autoscale import (
     HostSample,
     Policy,
     ScaleState,

@@ -87,7 +87,7 @@ def run_procpilot(tmp: Path, instances: int, seconds: float) -> float:
     )
     sock = tmp / "ctl.sock"
     exe = ROOT / ".venv/bin/procpilot-controller"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "controller.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "procpilot.controller.cli"]
     proc = subprocess.Popen(
         [*cmd, "--config.file", str(config), "--control.socket", str(sock),
          "--web.listen-address", "127.0.0.1:0", "--log.level", "warn"],

@@ -74,7 +74,7 @@ def run_procpilot(tmp: Path, restarts: int) -> list[float]:
         "    restart: {delay: 0, jitter: 0, max_restarts: 1000000000, window: 1s}\n"
     )
     exe = ROOT / ".venv/bin/procpilot-controller"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "controller.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "procpilot.controller.cli"]
     proc = subprocess.Popen(
         [*cmd, "--config.file", str(config), "--control.socket", str(tmp / "ctl.sock"),
          "--web.listen-address", "127.0.0.1:0", "--log.level", "error"],

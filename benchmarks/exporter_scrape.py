@@ -50,11 +50,11 @@ from _common import (
 )
 from idle_procs import IdleProcesses
 
-from controller.pool import host_busy_seconds
-from exporter import config
-from exporter.collectors import COLLECTORS
-from exporter.procfs import ProcReader
-from exporter.scrape import ScrapeCollector
+from procpilot.controller.pool import host_busy_seconds
+from procpilot.core.procfs import ProcReader
+from procpilot.exporter import config
+from procpilot.exporter.collectors import COLLECTORS
+from procpilot.exporter.scrape import ScrapeCollector
 
 HOST, SELF = "(host)", "(benchmark)"  # keys of cpu_marks() next to the server names
 SUBJECT = "procpilot-exporter"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.config import Restart
+from procpilot.controller.config import Restart
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ import asyncio
 import logging
 import sys
 
-from controller import config
-from controller.metrics import ControllerCollector, make_registry
-from controller.states import State
-from controller.supervisor import Controller
-from exporter import __version__, logsetup, web
+from procpilot.controller import config
+from procpilot.controller.metrics import ControllerCollector, make_registry
+from procpilot.controller.states import State
+from procpilot.controller.supervisor import Controller
+from procpilot.core import logs as logsetup
+from procpilot.core import web
+from procpilot.core.version import __version__
 
 DEFAULT_PORT = 10121
 log = logging.getLogger("procpilot.controller")

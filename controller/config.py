@@ -27,10 +27,10 @@ from pydantic import (
     model_validator,
 )
 
-from controller.autoscale import Policy
-from controller.units import parse_duration, parse_size
-from exporter.config import ConfigError, Strict, format_error, load_yaml
-from exporter.web import parse_listen_address
+from procpilot.controller.autoscale import Policy
+from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
+from procpilot.core.units import parse_duration, parse_size
+from procpilot.core.web import parse_listen_address
 
 __all__ = ["DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "Program", "json_schema", "load"]
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controller.config import DEFAULT_SOCKET, PROGRAM_NAME
-from controller.tail import follow, show
-from controller.units import format_duration, format_size, parse_duration
+from procpilot.controller.config import DEFAULT_SOCKET, PROGRAM_NAME
+from procpilot.controller.tail import follow, show
+from procpilot.core.units import format_duration, format_size, parse_duration
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "LAST-EXIT")

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from controller.config import Health
-from controller.reaper import Reaper
-from controller.spawn import SpawnSpec, spawn
+from procpilot.controller.config import Health
+from procpilot.controller.reaper import Reaper
+from procpilot.controller.spawn import SpawnSpec, spawn
 
 log = logging.getLogger(__name__)
 

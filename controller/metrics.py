@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from controller.view import ControllerView, ProgramView
-from exporter.scrape import build_info
+from procpilot.controller.view import ControllerView, ProgramView
+from procpilot.core.version import build_info
 
 RESTART_REASONS = ("exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual")
 RELOAD_RESULTS = ("success", "failure")

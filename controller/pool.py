@@ -16,9 +16,9 @@ import asyncio
 import logging
 import os
 
-from controller.autoscale import HostSample, ScaleState, WorkerSample, decide, past_warmup
-from controller.program import Program
-from controller.states import State
+from procpilot.controller.autoscale import HostSample, ScaleState, WorkerSample, decide, past_warmup
+from procpilot.controller.program import Program
+from procpilot.controller.states import State
 
 log = logging.getLogger("procpilot.autoscale")
 

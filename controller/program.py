@@ -27,17 +27,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller import health, states
-from controller.autoscale import pick_to_stop
-from controller.backoff import Backoff
-from controller.config import Program as ProgramConfig
-from controller.logsink import LogFiles, PipeReader, PrefixedStream, Sink
-from controller.reaper import ExitStatus, Reaper
-from controller.spawn import Child, SpawnSpec, signal_group, spawn
-from controller.states import Cause, Exit, State
-from controller.usage import CpuMeter
-from controller.view import InstanceView, LastExit, PoolView, ProgramView
-from exporter.procfs import Proc
+from procpilot.controller import health, states
+from procpilot.controller.autoscale import pick_to_stop
+from procpilot.controller.backoff import Backoff
+from procpilot.controller.config import Program as ProgramConfig
+from procpilot.controller.logsink import LogFiles, PipeReader, PrefixedStream, Sink
+from procpilot.controller.reaper import ExitStatus, Reaper
+from procpilot.controller.spawn import Child, SpawnSpec, signal_group, spawn
+from procpilot.controller.states import Cause, Exit, State
+from procpilot.controller.usage import CpuMeter
+from procpilot.controller.view import InstanceView, LastExit, PoolView, ProgramView
+from procpilot.core.procfs import Proc
 
 log = logging.getLogger("procpilot.program")
 

@@ -34,7 +34,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.reaper import PR_SET_PDEATHSIG, ExitStatus, Reaper, prctl
+from procpilot.controller.reaper import PR_SET_PDEATHSIG, ExitStatus, Reaper, prctl
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from controller.backoff import Backoff, record
-from controller.config import Program
+from procpilot.controller.backoff import Backoff, record
+from procpilot.controller.config import Program
 
 
 class State(StrEnum):

@@ -21,17 +21,17 @@ from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from controller import config as config_mod
-from controller.config import ConfigError, ControllerConfig
-from controller.control import CommandError, ControlServer
-from controller.logsink import LogFiles
-from controller.pool import PoolScaler
-from controller.program import Program, Runtime, wait_all
-from controller.reaper import Reaper
-from controller.states import State
-from controller.usage import group_members, has_children_files, subtree
-from controller.view import ControllerView
-from exporter.procfs import ProcReader
+from procpilot.controller import config as config_mod
+from procpilot.controller.config import ConfigError, ControllerConfig
+from procpilot.controller.control import CommandError, ControlServer
+from procpilot.controller.logsink import LogFiles
+from procpilot.controller.pool import PoolScaler
+from procpilot.controller.program import Program, Runtime, wait_all
+from procpilot.controller.reaper import Reaper
+from procpilot.controller.states import State
+from procpilot.controller.usage import group_members, has_children_files, subtree
+from procpilot.controller.view import ControllerView
+from procpilot.core.procfs import ProcReader
 
 log = logging.getLogger("procpilot.controller")
 CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exporter.procfs import Proc, ProcReader, parse_stat
+from procpilot.core.procfs import Proc, ProcReader, parse_stat
 
 
 def _read(path: str) -> bytes | None:

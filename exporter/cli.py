@@ -9,10 +9,14 @@ import sys
 
 from prometheus_client.registry import CollectorRegistry
 
-from exporter import __version__, config, logsetup, web
-from exporter.collectors import COLLECTORS
-from exporter.procfs import ProcReader
-from exporter.scrape import ScrapeCollector
+from procpilot.core import logs as logsetup
+from procpilot.core import web
+from procpilot.core.configfile import ConfigError
+from procpilot.core.procfs import ProcReader
+from procpilot.core.version import __version__
+from procpilot.exporter import config
+from procpilot.exporter.collectors import COLLECTORS
+from procpilot.exporter.scrape import ScrapeCollector
 
 DEFAULT_PORT = 10120
 log = logging.getLogger("procpilot.exporter")
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(args.config_file)
         web_config = web.load_web_config(args.web_config_file)
         reader = ProcReader(args.procfs)
-    except (config.ConfigError, OSError) as e:
+    except (ConfigError, OSError) as e:
         print(f"procpilot-exporter: {e}", file=sys.stderr)
         return 2
     enabled = [name for name in COLLECTORS if getattr(args, f"collector_{name}")]
@@ -73,7 +77,7 @@ def _reload(collector: ScrapeCollector, path: str | None) -> None:
     """Swap in a new config; a broken file is logged and the running config stays."""
     try:
         cfg = config.load(path)
-    except config.ConfigError as e:
+    except ConfigError as e:
         log.error("reload failed, keeping the running config", extra={"fields": {"err": str(e)}})
         return
     collector.configure(cfg)

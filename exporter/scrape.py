@@ -8,7 +8,6 @@ that registering the collector does not trigger a scan at start-up.
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 import time
 from collections.abc import Iterator
@@ -17,23 +16,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as RegistryCollector
 
-from exporter import __version__
-from exporter.collectors import COLLECTORS, Collector, Drops
-from exporter.config import ExporterConfig
-from exporter.procfs import ProcReader
+from procpilot.core.procfs import ProcReader
+from procpilot.core.version import build_info
+from procpilot.exporter.collectors import COLLECTORS, Collector, Drops
+from procpilot.exporter.config import ExporterConfig
 
 log = logging.getLogger("procpilot.exporter")
-
-
-def build_info(prefix: str) -> GaugeMetricFamily:
-    """The constant-1 build info gauge, shared with the controller."""
-    info = GaugeMetricFamily(
-        f"{prefix}_build_info",
-        "A metric with a constant '1' value labeled by version and Python version.",
-        labels=["version", "python"],
-    )
-    info.add_metric([__version__, platform.python_version()], 1)
-    return info
 
 
 class ScrapeCollector(RegistryCollector):

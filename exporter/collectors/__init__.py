@@ -11,10 +11,10 @@ from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors import groups, orphans, summary, top, zombies
-from exporter.collectors.drops import Drops
-from exporter.config import ExporterConfig
-from exporter.procfs import Snapshot
+from procpilot.core.procfs import Snapshot
+from procpilot.exporter.collectors import groups, orphans, summary, top, zombies
+from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.config import ExporterConfig
 
 
 class Collector(Protocol):

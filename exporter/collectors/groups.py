@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.drops import Drops
-from exporter.config import PLACEHOLDER, ExporterConfig, Group
-from exporter.procfs import Proc, Snapshot
+from procpilot.core.procfs import Proc, Snapshot
+from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.config import PLACEHOLDER, ExporterConfig, Group
 
 
 @dataclass(slots=True)

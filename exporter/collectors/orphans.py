@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.drops import Drops
-from exporter.config import ExporterConfig
-from exporter.procfs import Proc, Snapshot
+from procpilot.core.procfs import Proc, Snapshot
+from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.config import ExporterConfig
 
 
 def is_orphan(p: Proc, procs: dict[int, Proc]) -> bool:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.drops import Drops
-from exporter.config import ExporterConfig
-from exporter.procfs import Snapshot
+from procpilot.core.procfs import Snapshot
+from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.config import ExporterConfig
 
 # proc(5) state letters; 'x' is the older spelling of dead. Anything else (W, P, K, ...) is "other".
 STATE_NAMES = {

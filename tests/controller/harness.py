@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from controller import ctl
+from procpilot.controller import ctl
 from tests.service import ADDRESS, parse, wait_for
 
 DEADLINE = 30.0
@@ -71,7 +71,8 @@ class Controller:
         stderr = self.stderr_path.open("ab")
         self._stderr_from = stderr.tell()  # a restarted controller appends to the same file
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "--config.file", str(self.config_path),
+            [sys.executable, "-m", "procpilot.controller.cli",
+             "--config.file", str(self.config_path),
              "--control.socket", str(self.socket), "--web.listen-address", "127.0.0.1:0",
              "--log.level", "debug"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,

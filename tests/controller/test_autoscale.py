@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.autoscale import (
+from procpilot.controller.autoscale import (
     Decision,
     HostSample,
     Policy,

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.backoff import Backoff, delay_for, record
-from controller.config import Restart
+from procpilot.controller.backoff import Backoff, delay_for, record
+from procpilot.controller.config import Restart
 
 
 def policy(**kw: object) -> Restart:

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from controller import config
-from controller.config import Autoscale, ConfigError, ControllerConfig, Program
+from procpilot.controller import config
+from procpilot.controller.config import Autoscale, ConfigError, ControllerConfig, Program
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "controller.yaml"
@@ -51,7 +51,8 @@ def test_example_matches_shipped_json_schema() -> None:
 
 def test_shipped_schema_is_current() -> None:
     shipped = (ROOT / "controller" / "config.schema.json").read_text()
-    assert shipped == config.json_schema(), "regenerate: python -c 'from controller.config " \
+    assert shipped == config.json_schema(), "regenerate: python -c 'from " \
+        "procpilot.controller.config " \
         "import json_schema; print(json_schema(), end=\"\")' > controller/config.schema.json"
 
 

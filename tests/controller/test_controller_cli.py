@@ -21,14 +21,15 @@ FAST = {"start_seconds": "200ms"}
 def test_bad_config_exits_2_with_message(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("programs:\n  web:\n    command: sleep 1\n    restrat: {}\n")
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "--config.file", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "procpilot.controller.cli",
+                           "--config.file", str(path)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "restrat" in proc.stderr
 
 
 def test_config_file_flag_is_required() -> None:
-    proc = subprocess.run([sys.executable, "-m", "controller.cli"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "procpilot.controller.cli"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "--config.file" in proc.stderr

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from controller import ctl
+from procpilot.controller import ctl
 
 Answer = Callable[[dict[str, Any]], bytes]
 
@@ -303,7 +303,7 @@ class Output:
 
 def follow_logs(peer: Peer, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "controller.ctl", "--control.socket",
+        [sys.executable, "-m", "procpilot.controller.ctl", "--control.socket",
          peer.path, "logs", "web", "-f", *args],
         stdout=subprocess.PIPE,
     )

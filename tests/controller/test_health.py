@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from controller.config import Health
-from controller.health import check_once
-from controller.reaper import Reaper
-from controller.spawn import SpawnSpec
+from procpilot.controller.config import Health
+from procpilot.controller.health import check_once
+from procpilot.controller.reaper import Reaper
+from procpilot.controller.spawn import SpawnSpec
 
 pytestmark = pytest.mark.timeout(60)
 

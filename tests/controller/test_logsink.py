@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.logsink import PARTIAL_LIMIT, PipeReader, PrefixedStream, RotatingFile
-from controller.reaper import Reaper
-from controller.spawn import SpawnSpec, spawn
+from procpilot.controller.logsink import PARTIAL_LIMIT, PipeReader, PrefixedStream, RotatingFile
+from procpilot.controller.reaper import Reaper
+from procpilot.controller.spawn import SpawnSpec, spawn
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from prometheus_client import generate_latest
 
-from controller.metrics import ControllerCollector, make_registry
-from controller.states import State
-from controller.view import ControllerView, InstanceView, PoolView, ProgramView
+from procpilot.controller.metrics import ControllerCollector, make_registry
+from procpilot.controller.states import State
+from procpilot.controller.view import ControllerView, InstanceView, PoolView, ProgramView
 from tests.service import Samples, parse
 
 POOL_METRICS = (

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.reaper import ExitStatus, Reaper
-from controller.spawn import SpawnSpec, spawn
+from procpilot.controller.reaper import ExitStatus, Reaper
+from procpilot.controller.spawn import SpawnSpec, spawn
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -166,8 +166,8 @@ def test_children_die_with_a_killed_parent(tmp_path: Path, user: str | None) -> 
     pidfile = tmp_path / "pid"
     script = f"""
 import asyncio, sys
-from controller.reaper import Reaper
-from controller.spawn import SpawnSpec, spawn
+from procpilot.controller.reaper import Reaper
+from procpilot.controller.spawn import SpawnSpec, spawn
 async def main():
     r = Reaper(asyncio.get_running_loop()); r.install()
     c = spawn(SpawnSpec(argv=["sleep", "60"], user={user!r}, cwd="/", capture_output=False), r)

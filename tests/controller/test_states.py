@@ -4,9 +4,9 @@ import signal
 
 import pytest
 
-from controller.backoff import Backoff
-from controller.config import Program
-from controller.states import (
+from procpilot.controller.backoff import Backoff
+from procpilot.controller.config import Program
+from procpilot.controller.states import (
     AGGREGATE_ORDER,
     TRANSITIONS,
     Cause,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.tail import CHUNK, Followed, follow, last_lines, lines
+from procpilot.controller.tail import CHUNK, Followed, follow, last_lines, lines
 
 
 def test_lines_split_on_newline_only() -> None:

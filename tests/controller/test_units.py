@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.units import (
+from procpilot.core.units import (
     SIZE_UNITS,
     format_duration,
     format_size,

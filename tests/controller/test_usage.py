@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.usage import CpuMeter, group_members, has_children_files, subtree
-from exporter.procfs import Proc, ProcReader
+from procpilot.controller.usage import CpuMeter, group_members, has_children_files, subtree
+from procpilot.core.procfs import Proc, ProcReader
 
 
 def proc(pid: int, ppid: int, pgrp: int, *, utime: float = 0.0, start: int = 1,

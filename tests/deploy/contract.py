@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from controller.metrics import RESTART_REASONS
-from controller.states import State
-from exporter.collectors import summary
+from procpilot.controller.metrics import RESTART_REASONS
+from procpilot.controller.states import State
+from procpilot.exporter.collectors import summary
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"^\|\s*`(?P<name>procpilot_\w+)`\s*\|[^|]*\|(?P<labels>[^|]*)\|", re.MULTILINE)

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter import config as exporter_config
+from procpilot.exporter import config as exporter_config
 
 from .conftest import REPO, load_script
 

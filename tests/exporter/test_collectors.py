@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from exporter import config
-from exporter.collectors import COLLECTORS, Drops
-from exporter.collectors.orphans import is_orphan
-from exporter.procfs import PF_KTHREAD, ProcReader
+from procpilot.core.procfs import PF_KTHREAD, ProcReader
+from procpilot.exporter import config
+from procpilot.exporter.collectors import COLLECTORS, Drops
+from procpilot.exporter.collectors.orphans import is_orphan
 from tests.exporter.fakeproc import FakeProcfs
 
 

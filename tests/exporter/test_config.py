@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 import yaml
 
-from exporter import config
+from procpilot.core.configfile import ConfigError
+from procpilot.exporter import config
 
 SCHEMA = Path(config.__file__).with_name("config.schema.json")
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -35,7 +36,7 @@ def test_errors_name_file_key_and_expectation(
     tmp_path: Path, text: str, key: str, expected: str
 ) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(config.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         config.load(path)
     message = str(err.value)
     assert path in message
@@ -44,23 +45,23 @@ def test_errors_name_file_key_and_expectation(
 
 
 def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(config.ConfigError, match=r"line 3.*'top_processes' appears twice"):
+    with pytest.raises(ConfigError, match=r"line 3.*'top_processes' appears twice"):
         config.load(write(tmp_path, "top_processes: 3\ngroups: []\ntop_processes: 4\n"))
 
 
 def test_binary_file_and_unhashable_key_are_config_errors(tmp_path: Path) -> None:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(config.ConfigError, match="not UTF-8"):
+    with pytest.raises(ConfigError, match="not UTF-8"):
         config.load(str(binary))
-    with pytest.raises(config.ConfigError, match="mapping key"):
+    with pytest.raises(ConfigError, match="mapping key"):
         config.load(write(tmp_path, "? [a, b]\n: 1\n"))
 
 
 def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(config.ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         config.load(write(tmp_path, "groups: [\n"))
-    with pytest.raises(config.ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="cannot read"):
         config.load(str(tmp_path / "missing.yaml"))
 
 

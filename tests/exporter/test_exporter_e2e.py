@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from exporter import config
-from exporter.collectors import COLLECTORS
-from exporter.procfs import ProcReader
-from exporter.scrape import ScrapeCollector
+from procpilot.core.procfs import ProcReader
+from procpilot.exporter import config
+from procpilot.exporter.collectors import COLLECTORS
+from procpilot.exporter.scrape import ScrapeCollector
 from tests.exporter.fakeproc import FakeProcfs
 from tests.exporter.realprocs import (
     detached_daemon,
@@ -66,7 +66,7 @@ def states_in_proc() -> Counter[str]:
 def run_exporter(tmp_path: Path, *args: str, config: str = GROUPS) -> Service:
     cfg = tmp_path / "exporter.yaml"
     cfg.write_text(config)
-    return start("exporter.cli", [f"--config.file={cfg}", *args], str(tmp_path / "log"))
+    return start("procpilot.exporter.cli", [f"--config.file={cfg}", *args], str(tmp_path / "log"))
 
 
 @pytest.fixture
@@ -192,7 +192,8 @@ def test_collectors_can_be_switched_off(tmp_path: Path) -> None:
 def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("groups:\n  - name: x\n    comm: [a]\n    restrat: 1\n")
-    result = subprocess.run([sys.executable, "-m", "exporter.cli", f"--config.file={cfg}"],
+    result = subprocess.run([sys.executable, "-m", "procpilot.exporter.cli",
+                             f"--config.file={cfg}"],
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 2
     assert str(cfg) in result.stderr

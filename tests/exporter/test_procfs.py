@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.procfs import CMDLINE_LIMIT, PF_KTHREAD, ProcReader, parse_stat
+from procpilot.core.procfs import CMDLINE_LIMIT, PF_KTHREAD, ProcReader, parse_stat
 from tests.exporter.fakeproc import BTIME, FakeProcfs, stat_line
 
 TICKS = os.sysconf("SC_CLK_TCK")

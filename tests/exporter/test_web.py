@@ -26,8 +26,8 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.config import ConfigError
-from exporter.web import (
+from procpilot.core.configfile import ConfigError
+from procpilot.core.web import (
     BasicAuth,
     BoundedSet,
     Server,

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 def exporter(tmp_path: Path) -> Iterator[Service]:
     cfg = tmp_path / "exporter.yaml"
     cfg.write_text("groups:\n  - name: it-sleepers\n    comm: [pp-it-sleeper]\n")
-    service = start("exporter.cli", [f"--config.file={cfg}"], str(tmp_path / "exporter.log"))
+    service = start("procpilot.exporter.cli", [f"--config.file={cfg}"],
+                    str(tmp_path / "exporter.log"))
     yield service
     service.stop()
 
@@ -39,7 +40,7 @@ def controller(tmp_path: Path) -> Iterator[Service]:
     }
     cfg = tmp_path / "controller.yaml"
     cfg.write_text(yaml.safe_dump({"programs": programs}))
-    service = start("controller.cli", [f"--config.file={cfg}",
+    service = start("procpilot.controller.cli", [f"--config.file={cfg}",
                                        f"--control.socket={tmp_path / 'control.sock'}"],
                     str(tmp_path / "controller.log"))
     yield service

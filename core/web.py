@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.config import ConfigError, Strict, format_error, load_yaml
+from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
 
 log = logging.getLogger("procpilot.web")
 
