@@ -50,8 +50,8 @@ from _common import (
 )
 from idle_procs import IdleProcesses
 
-from procpilot.controller.pool import host_busy_seconds
-from procpilot.core.procfs import ProcReader
+from procpilot.core.procfs import FS, ProcReader
+from procpilot.core.procfs.hoststat import read_busy_seconds
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
@@ -123,7 +123,7 @@ def scraper(port: int, timeout: float) -> Callable[[], int]:
 
 
 def snapshotter() -> Callable[[], int]:
-    reader = ProcReader()  # one reader across rounds keeps its caches, as the exporter's
+    reader = ProcReader(FS.at())  # one reader across rounds keeps its caches, as the exporter's
     return lambda: len(reader.snapshot().procs)
 
 
@@ -131,7 +131,7 @@ def in_process_exporter(config_file: str) -> Callable[[], bytes]:
     """What procpilot-exporter does per scrape minus HTTP: all collectors, text format."""
     registry = CollectorRegistry()
     cfg = config.load(config_file)
-    registry.register(ScrapeCollector(ProcReader(), cfg, list(COLLECTORS)))
+    registry.register(ScrapeCollector(ProcReader(FS.at()), cfg, list(COLLECTORS)))
     return lambda: generate_latest(registry)
 
 
@@ -318,7 +318,7 @@ def cpu_marks(tools: Sequence[Tool]) -> dict[str, float]:
     """CPU seconds so far: of each server, of this process and of the whole host."""
     marks = {t.name: cpu_seconds(t.server.pid) for t in tools if t.server}
     own = os.times()
-    marks[SELF], marks[HOST] = own.user + own.system, host_busy_seconds() or 0.0
+    marks[SELF], marks[HOST] = own.user + own.system, read_busy_seconds(FS.at()) or 0.0
     return marks
 
 

@@ -14,25 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from procpilot.controller.autoscale import HostSample, ScaleState, WorkerSample, decide, past_warmup
 from procpilot.controller.program import Program
 from procpilot.controller.states import State
+from procpilot.core.cpu import CpuTracker
+from procpilot.core.procfs.hoststat import read_busy_seconds
 
 log = logging.getLogger("procpilot.autoscale")
-
-
-def host_busy_seconds(path: str = "/proc/stat") -> float | None:
-    """CPU seconds the host spent not idle since boot (all cores)."""
-    try:
-        with open(path, "rb") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    busy = sum(fields[:8]) - idle  # guest time is already part of user time
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 class PoolScaler:
@@ -43,8 +32,8 @@ class PoolScaler:
         self.program = program
         self.policy = program.config.autoscale.policy()
         self.state = ScaleState()
-        # (index, start time) -> (cpu seconds, when sampled) at the previous tick
-        self._last: dict[tuple[int, float], tuple[float, float]] = {}
+        # Per worker run, keyed by (index, start time): CPU since the previous tick.
+        self._used: CpuTracker[tuple[int, float]] = CpuTracker(grace=0)
         self._host: tuple[float, float] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -58,23 +47,20 @@ class PoolScaler:
 
     def _workers(self) -> list[WorkerSample]:
         samples = []
-        seen: dict[tuple[int, float], tuple[float, float]] = {}
         for inst in self.program.instances.values():
-            if inst.state != State.RUNNING or inst.retire or inst.cpu_sampled_at is None:
+            at = inst.cpu_sampled_at
+            if inst.state != State.RUNNING or inst.retire or at is None:
                 continue
-            key = (inst.index, inst.started)
-            now = (inst.cpu.total, inst.cpu_sampled_at)
-            seen[key] = now
-            before = self._last.get(key)
-            if before is not None and now[1] > before[1]:
-                cores = (now[0] - before[0]) / (now[1] - before[1])
-                samples.append(WorkerSample(cores, past_warmup(inst.started, before[1],
-                                                               self.policy)))
-        self._last = seen
+            used = self._used.observe((inst.index, inst.started), inst.cpu.user,
+                                      inst.cpu.system, at)
+            if used.seconds is not None and used.seconds > 0:
+                warmed_up = past_warmup(inst.started, at - used.seconds, self.policy)
+                samples.append(WorkerSample(used.total / used.seconds, warmed_up))
+        self._used.sweep()
         return samples
 
     def _host_sample(self, now: float) -> HostSample | None:
-        busy = host_busy_seconds()
+        busy = read_busy_seconds(self.program.rt.fs)
         last, self._host = self._host, (busy, now) if busy is not None else None
         if busy is None or last is None or now <= last[1]:
             return None

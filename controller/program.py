@@ -37,23 +37,12 @@ from procpilot.controller.spawn import Child, SpawnSpec, signal_group, spawn
 from procpilot.controller.states import Cause, Exit, State
 from procpilot.controller.usage import CpuMeter
 from procpilot.controller.view import InstanceView, LastExit, PoolView, ProgramView
-from procpilot.core.procfs import Proc
+from procpilot.core.procfs import FS, Proc
+from procpilot.core.procfs.vmstat import read_oom_kills
 
 log = logging.getLogger("procpilot.program")
 
 FAILED_SPAWN_CODE = 127  # what a shell reports for a command it cannot run
-
-
-def read_oom_kills(path: str = "/proc/vmstat") -> int | None:
-    """The kernel's count of OOM kills since boot (None when unavailable)."""
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                if line.startswith(b"oom_kill "):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 @dataclass
@@ -63,6 +52,7 @@ class Runtime:
     loop: asyncio.AbstractEventLoop
     reaper: Reaper
     logfiles: LogFiles
+    fs: FS
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
@@ -228,7 +218,7 @@ class Program:
         if inst.state != State.STARTING or inst.child is not None:
             return
         inst.cause = None
-        inst.oom_kills_at_start = read_oom_kills()
+        inst.oom_kills_at_start = read_oom_kills(self.rt.fs)
         try:
             if inst.sink is None:  # before spawning: a child must never lack its reader
                 inst.sink = self._sink(inst)
@@ -285,7 +275,7 @@ class Program:
             inst.health_task = None
         cause = inst.cause
         if cause is None and status.signal == signal.SIGKILL:
-            now_kills = read_oom_kills()
+            now_kills = read_oom_kills(self.rt.fs)
             before = inst.oom_kills_at_start
             if now_kills is not None and before is not None and now_kills > before:
                 cause = "oom_kill"

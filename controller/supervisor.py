@@ -29,9 +29,9 @@ from procpilot.controller.pool import PoolScaler
 from procpilot.controller.program import Program, Runtime, wait_all
 from procpilot.controller.reaper import Reaper
 from procpilot.controller.states import State
-from procpilot.controller.usage import group_members, has_children_files, subtree
+from procpilot.controller.usage import tree_members
 from procpilot.controller.view import ControllerView
-from procpilot.core.procfs import ProcReader
+from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
 
 log = logging.getLogger("procpilot.controller")
 CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown
@@ -60,14 +60,14 @@ class Controller:
         self.socket_path = socket_path or config.control.socket
         self.loop = asyncio.get_running_loop()
         self.reaper = Reaper(self.loop)
-        self.rt = Runtime(self.loop, self.reaper, LogFiles())
+        self.rt = Runtime(self.loop, self.reaper, LogFiles(), FS.at())
         self.programs: dict[str, Program] = {}
         self.reloads: Counter[str] = Counter()
         # Like Prometheus's own: did the last attempt work, and when did one last work.
         self.last_reload_ok = True
         self.last_reload_success = time.time()  # the start-up load counts
-        self.procfs = ProcReader()
-        self._subtree = has_children_files()
+        self.procfs = ProcReader(self.rt.fs)
+        self._subtree = has_children_files(self.rt.fs)
         self.control = ControlServer(self.socket_path, self.handle, config.control.allowed_uids)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -199,10 +199,10 @@ class Controller:
             roots = [pid for p in self.programs.values() for pid in p.running_pids()]
             if roots:
                 if self._subtree:
-                    procs = subtree(self.procfs, os.getpid())
+                    procs = subtree(self.rt.fs, os.getpid())
                 else:
                     procs = self.procfs.snapshot().procs
-                members = group_members(procs, roots)
+                members = tree_members(procs, roots)
                 now = self.rt.clock()
                 for p in list(self.programs.values()):
                     p.sample(members, now)

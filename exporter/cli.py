@@ -12,7 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 from procpilot.core import logs as logsetup
 from procpilot.core import web
 from procpilot.core.configfile import ConfigError
-from procpilot.core.procfs import ProcReader
+from procpilot.core.procfs import FS, ProcReader
 from procpilot.core.version import __version__
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(args.config_file)
         web_config = web.load_web_config(args.web_config_file)
-        reader = ProcReader(args.procfs)
+        reader = ProcReader(FS.at(args.procfs))
     except (ConfigError, OSError) as e:
         print(f"procpilot-exporter: {e}", file=sys.stderr)
         return 2

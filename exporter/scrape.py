@@ -68,7 +68,8 @@ class ScrapeCollector(RegistryCollector):
         try:
             snap = self.reader.snapshot()
         except OSError as e:
-            log.error("cannot read procfs", extra={"fields": {"root": self.reader.root, "err": e}})
+            fields = {"root": self.reader.fs.root, "err": e}
+            log.error("cannot read procfs", extra={"fields": fields})
             snap = None
         yield GaugeMetricFamily(
             "procpilot_exporter_snapshot_duration_seconds",

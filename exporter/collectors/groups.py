@@ -12,10 +12,12 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc, Snapshot
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import PLACEHOLDER, ExporterConfig, Group
@@ -30,14 +32,11 @@ class _Totals:
     members: list[Proc] = field(default_factory=list)  # only for per-process groups
 
 
-@dataclass(slots=True)
-class _Seen:
-    """A process as of the previous scrape: its group and the CPU already counted."""
+class _Seen(NamedTuple):
+    """A process's group as matched, valid while its comm stays the same."""
 
     comm: str
     hit: tuple[Group, str] | None
-    utime: float = 0.0
-    stime: float = 0.0
 
 
 class Matcher:
@@ -87,6 +86,7 @@ class Groups:
         self.max_groups = config.max_groups
         self.drops = drops
         self._seen: dict[tuple[int, int], _Seen] = {}
+        self._used: CpuTracker[tuple[int, int]] = CpuTracker()
         # Known names, in first-seen order; templated names stay once seen so that their
         # counters never vanish. Static names are known before any process matches.
         self._names: dict[str, Group] = {g.name: g for g in config.groups if g.is_static}
@@ -97,13 +97,14 @@ class Groups:
         entry = self._seen.get(p.key)
         if entry is not None and entry.comm == p.comm:
             return entry
-        hit = self.matcher.match(p, snap)
-        if entry is None or entry.hit is None or hit is None or entry.hit[1] != hit[1]:
-            return _Seen(p.comm, hit)  # CPU so far is new to this group
-        return _Seen(p.comm, hit, entry.utime, entry.stime)
+        return _Seen(p.comm, self.matcher.match(p, snap))
 
     def _assign(self, snap: Snapshot) -> dict[str, _Totals]:
-        """Totals per group, adding each member's CPU since the last scrape to its counters."""
+        """Totals per group, adding each member's CPU since the last scrape to its counters.
+
+        Every process's CPU is tracked, grouped or not, so one that execs into a group
+        adds only what it used since the last scrape, not its whole life.
+        """
         totals = {name: _Totals() for name in self._names}
         seen: dict[tuple[int, int], _Seen] = {}
         dropped: set[str] = set()
@@ -111,6 +112,7 @@ class Groups:
             if p.is_kernel_thread:
                 continue
             entry = seen[p.key] = self._lookup(p, snap)
+            used = self._used.observe(p.key, p.utime, p.stime)
             if entry.hit is None:
                 continue
             group, name = entry.hit
@@ -129,10 +131,10 @@ class Groups:
             if group.per_process:
                 t.members.append(p)
             acc = self._cpu[name]
-            acc[0] += max(p.utime - entry.utime, 0.0)
-            acc[1] += max(p.stime - entry.stime, 0.0)
-            entry.utime, entry.stime = p.utime, p.stime
+            acc[0] += used.user
+            acc[1] += used.system
         self._seen = seen
+        self._used.sweep()
         self.drops.add("max_groups", len(dropped))
         return totals
 

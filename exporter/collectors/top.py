@@ -11,45 +11,41 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc, Snapshot
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
 
 
 def cpu_rates(
-    procs: list[Proc], now: float, prev: dict[tuple[int, int], float], prev_at: float | None
-) -> tuple[list[tuple[float, Proc]], dict[tuple[int, int], float]]:
-    """Cores used by each process since the previous scrape, and the CPU totals to keep.
+    procs: list[Proc], now: float, used: CpuTracker[tuple[int, int]], prev_at: float | None
+) -> list[tuple[float, Proc]]:
+    """Cores used by each process since the previous scrape (``prev_at``).
 
     A process not seen at the previous scrape is averaged over its life since it started
     (or since the previous scrape, if it started before that and was missed).
     """
     rates = []
-    totals = {}
     for p in procs:
-        used = total = p.utime + p.stime
-        totals[p.key] = total
-        before = prev.get(p.key)
-        if before is not None and prev_at is not None:
-            used -= before
-            since = prev_at
-        else:
-            since = p.start_time if prev_at is None else max(p.start_time, prev_at)
-        elapsed = now - since
-        if elapsed > 0 and used > 0:
-            rates.append((used / elapsed, p))
-    return rates, totals
+        u = used.observe(p.key, p.utime, p.stime, now)
+        elapsed = u.seconds
+        if elapsed is None:
+            elapsed = now - (p.start_time if prev_at is None else max(p.start_time, prev_at))
+        if elapsed > 0 and u.total > 0:
+            rates.append((u.total / elapsed, p))
+    used.sweep()
+    return rates
 
 
 class Top:
     def __init__(self, config: ExporterConfig, drops: Drops) -> None:
         self.n = config.top_processes
-        self._prev: dict[tuple[int, int], float] = {}
+        self._used: CpuTracker[tuple[int, int]] = CpuTracker()
         self._prev_at: float | None = None
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         procs = list(snap)
-        rates, self._prev = cpu_rates(procs, snap.taken_at, self._prev, self._prev_at)
+        rates = cpu_rates(procs, snap.taken_at, self._used, self._prev_at)
         self._prev_at = snap.taken_at
 
         memory = GaugeMetricFamily(

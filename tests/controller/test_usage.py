@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.usage import CpuMeter, group_members, has_children_files, subtree
-from procpilot.core.procfs import Proc, ProcReader
+from procpilot.controller.usage import CpuMeter, tree_members
+from procpilot.core.procfs import FS, Proc, has_children_files, subtree
 
 
 def proc(pid: int, ppid: int, pgrp: int, *, utime: float = 0.0, start: int = 1,
@@ -32,7 +32,7 @@ def test_members_are_descendants_and_group_orphans() -> None:
         proc(20, ctl, 20),   # instance B
         proc(21, ctl, 21),   # unrelated orphan
     ]}
-    members = group_members(procs, [10, 20, 30])
+    members = tree_members(procs, [10, 20, 30])
     assert sorted(p.pid for p in members[10]) == [10, 11, 12, 13, 14]
     assert [p.pid for p in members[20]] == [20]
     assert members[30] == []  # already gone
@@ -48,7 +48,8 @@ def test_cpu_meter_is_monotonic_across_exits_and_pid_reuse() -> None:
     assert meter.user == 3.75
 
 
-@pytest.mark.skipif(not has_children_files(), reason="kernel without /proc/*/task/*/children")
+@pytest.mark.skipif(not has_children_files(FS.at()),
+                    reason="kernel without /proc/*/task/*/children")
 def test_subtree_finds_every_descendant(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     top = subprocess.Popen(["sh", "-c", f"sleep 100 & (sleep 100 & echo $! >> {pidfile}; "
@@ -59,7 +60,7 @@ def test_subtree_finds_every_descendant(tmp_path: Path) -> None:
         while not (pidfile.exists() and len(pidfile.read_text().split()) == 2):
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        found = subtree(ProcReader(), os.getpid())
+        found = subtree(FS.at(), os.getpid())
         assert top.pid in found
         for pid in map(int, pidfile.read_text().split()):
             assert pid in found

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from procpilot.core.procfs import PF_KTHREAD, ProcReader
+from procpilot.core.procfs import FS, PF_KTHREAD, ProcReader
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS, Drops
 from procpilot.exporter.collectors.orphans import is_orphan
@@ -30,7 +30,7 @@ def test_summary_counts_every_state(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     for pid, state in enumerate("RSSDTtZXIW", start=10):
         fake.add(pid, b"p", state=state, threads=2, rss_pages=1)
-    got = run("summary", ProcReader(str(tmp_path)))
+    got = run("summary", ProcReader(FS.at(str(tmp_path))))
     by_state = {dict(k[1])["state"]: v for k, v in got.items() if k[0] == "procpilot_processes"}
     assert by_state == {"running": 1, "sleeping": 2, "disk_sleep": 1, "stopped": 1,
                         "tracing_stop": 1, "zombie": 1, "dead": 1, "idle": 1, "other": 1}
@@ -43,11 +43,12 @@ def test_zombies_by_parent_with_oldest_start(tmp_path: Path) -> None:
     fake.add(11, b"z", state="Z", ppid=10, start=500)
     fake.add(12, b"z", state="Z", ppid=10, start=300)
     fake.add(13, b"z", state="Z", ppid=99)  # parent vanished mid-scan
-    got = run("zombies", ProcReader(str(tmp_path)))
+    got = run("zombies", ProcReader(FS.at(str(tmp_path))))
     assert got[("procpilot_zombie_processes", (("parent", "leaky"),))] == 2
     assert got[("procpilot_zombie_processes", (("parent", "unknown"),))] == 1
     oldest = got[("procpilot_zombie_oldest_start_time_seconds", (("parent", "leaky"),))]
-    assert oldest == ProcReader(str(tmp_path)).boot_time + 300 / ProcReader(str(tmp_path)).ticks
+    fs = FS.at(str(tmp_path))
+    assert oldest == fs.boot_time + 300 / fs.ticks
 
 
 @pytest.mark.parametrize(
@@ -70,7 +71,7 @@ def test_orphan_rule(tmp_path: Path, desc: str, fields: dict[str, int], orphan: 
     fake.add(40, b"worker", ppid=1, session=50)
     pid = 60
     fake.add(pid, b"subject", **fields)  # type: ignore[arg-type]
-    snap = ProcReader(str(tmp_path)).snapshot()
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
     assert is_orphan(snap.procs[pid], snap.procs) is orphan, desc
 
 
@@ -81,7 +82,7 @@ def test_orphans_exclusions(tmp_path: Path) -> None:
     fake.add(11, b"stray", ppid=1, session=5)
     fake.add(12, b"olddaemon", ppid=1, session=6)
     cfg = config.ExporterConfig.model_validate({"orphans": {"exclude": ["olddaemon"]}})
-    got = run("orphans", ProcReader(str(tmp_path)), cfg)
+    got = run("orphans", ProcReader(FS.at(str(tmp_path))), cfg)
     assert [(dict(k[1])["name"], v) for k, v in got.items()] == [("stray", 2)]
 
 
@@ -102,15 +103,15 @@ def test_groups_first_match_templates_and_static_zero(tmp_path: Path) -> None:
         {"name": "absent", "comm": ["postgres"]},
         {"name": "{comm}", "cmdline": "."},
     )
-    reader = ProcReader(str(tmp_path))
+    reader = ProcReader(FS.at(str(tmp_path)))
     got = run("groups", reader, cfg)
     count = {dict(k[1])["group"]: v for k, v in got.items() if k[0] == "procpilot_group_processes"}
     assert count == {"web": 2, "absent": 0, "java-billing": 1, "java-search": 1}
     assert got[("procpilot_group_threads", (("group", "web"),))] == 4
     web_rss = got[("procpilot_group_resident_memory_bytes", (("group", "web"),))]
-    assert web_rss == 3 * reader.page_size
+    assert web_rss == 3 * reader.fs.page_size
     assert got[("procpilot_group_oldest_start_time_seconds", (("group", "web"),))] == (
-        reader.boot_time + 50 / reader.ticks
+        reader.fs.boot_time + 50 / reader.fs.ticks
     )
 
 
@@ -118,15 +119,15 @@ def test_group_cpu_stays_monotonic_when_members_exit(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     fake.add(10, b"w", utime=100, stime=10)
     fake.add(11, b"w", utime=200, stime=20)
-    reader = ProcReader(str(tmp_path))
+    reader = ProcReader(FS.at(str(tmp_path)))
     groups = COLLECTORS["groups"](group_cfg({"name": "w", "comm": ["w"]}), Drops())
     key = ("procpilot_group_cpu_seconds_total", (("group", "w"), ("mode", "user")))
     first = samples(list(groups.collect(reader.snapshot())))[key]
-    assert first == 300 / reader.ticks
+    assert first == 300 / reader.fs.ticks
     fake.remove(11)
     fake.add(10, b"w", utime=150, stime=10)
     second = samples(list(groups.collect(reader.snapshot())))[key]
-    assert second == 350 / reader.ticks
+    assert second == 350 / reader.fs.ticks
     assert samples(list(groups.collect(reader.snapshot())))[
         ("procpilot_group_processes", (("group", "w"),))] == 1
 
@@ -137,7 +138,7 @@ def test_per_process_series_capped_and_drops_counted(tmp_path: Path) -> None:
         fake.add(pid, b"w")
     drops = Drops()
     cfg = group_cfg({"name": "w", "comm": ["w"], "per_process": True, "max_series": 3})
-    got = run("groups", ProcReader(str(tmp_path)), cfg, drops)
+    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, drops)
     per = [k for k in got if k[0] == "procpilot_process_resident_memory_bytes"]
     assert len(per) == 3
     assert drops.counts["max_series"] == 2
@@ -149,7 +150,7 @@ def test_template_groups_capped_by_max_groups(tmp_path: Path) -> None:
         fake.add(pid, b"c%d" % pid)
     drops = Drops()
     cfg = group_cfg({"name": "{comm}", "comm": [f"c{p}" for p in range(10, 15)]}, max_groups=2)
-    got = run("groups", ProcReader(str(tmp_path)), cfg, drops)
+    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, drops)
     assert len([k for k in got if k[0] == "procpilot_group_processes"]) == 2
     assert drops.counts["max_groups"] == 3
 
@@ -158,7 +159,7 @@ def test_top_by_memory_and_cpu(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     for pid in range(10, 20):
         fake.add(pid, b"p%d" % pid, rss_pages=pid, utime=pid)
-    reader = ProcReader(str(tmp_path))
+    reader = ProcReader(FS.at(str(tmp_path)))
     top = COLLECTORS["top"](config.ExporterConfig(top_processes=3), Drops())
     got = samples(list(top.collect(reader.snapshot())))
     mem = sorted(dict(k[1])["pid"] for k in got if k[0].endswith("memory_bytes"))

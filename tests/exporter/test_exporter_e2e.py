@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from procpilot.core.procfs import ProcReader
+from procpilot.core.procfs import FS, ProcReader
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
@@ -238,7 +238,7 @@ def test_unprivileged_scrape_never_fails() -> None:
                 os.setgid(nobody.pw_gid)
                 os.setuid(nobody.pw_uid)
                 registry = CollectorRegistry()
-                registry.register(ScrapeCollector(ProcReader(), cfg, list(COLLECTORS)))
+                registry.register(ScrapeCollector(ProcReader(FS.at()), cfg, list(COLLECTORS)))
                 generate_latest(registry)
                 with os.fdopen(write_end, "wb") as out:
                     out.write(generate_latest(registry))

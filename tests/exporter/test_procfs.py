@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from procpilot.core.procfs import CMDLINE_LIMIT, PF_KTHREAD, ProcReader, parse_stat
+from procpilot.core.procfs import CMDLINE_LIMIT, FS, PF_KTHREAD, ProcReader, parse_stat
 from tests.exporter.fakeproc import BTIME, FakeProcfs, stat_line
 
 TICKS = os.sysconf("SC_CLK_TCK")
+FAKE_FS = FS("/nonexistent", TICKS, os.sysconf("SC_PAGE_SIZE"), BTIME)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -34,7 +35,7 @@ def test_parse_stat_any_comm(
 ) -> None:
     line = stat_line(pid, comm, state=state, ppid=ppid, utime=utime, threads=threads,
                      start=start, rss_pages=rss)
-    p = parse_stat(line, BTIME, TICKS, PAGE)
+    p = parse_stat(line, FAKE_FS)
     assert (p.pid, p.state, p.ppid, p.num_threads) == (pid, state, ppid, threads)
     assert p.comm == comm.decode("utf-8", "replace")
     assert p.utime == utime / TICKS
@@ -45,18 +46,18 @@ def test_parse_stat_any_comm(
 @given(st.binary(max_size=300))
 def test_parse_stat_garbage_raises_value_error_only(data: bytes) -> None:
     with contextlib.suppress(ValueError):
-        parse_stat(data, BTIME, TICKS, PAGE)
+        parse_stat(data, FAKE_FS)
 
 
 @given(st.text(string.printable, max_size=40))
 def test_parse_stat_truncated_lines(suffix: str) -> None:
     line = stat_line(7, b"x) y (z")[: 20 + len(suffix) % 60]
     with contextlib.suppress(ValueError):
-        parse_stat(line, BTIME, TICKS, PAGE)
+        parse_stat(line, FAKE_FS)
 
 
 def test_real_proc_self_matches_os() -> None:
-    snap = ProcReader().snapshot()
+    snap = ProcReader(FS.at()).snapshot()
     me = snap.procs[os.getpid()]
     assert me.ppid == os.getppid()
     assert me.pgrp == os.getpgrp()
@@ -72,7 +73,7 @@ def test_real_proc_self_matches_os() -> None:
 def test_odd_comm_names(tmp_path: Path, comm: bytes) -> None:
     fake = FakeProcfs(tmp_path)
     fake.add(10, comm, ppid=1)
-    p = ProcReader(str(tmp_path)).snapshot().procs[10]
+    p = ProcReader(FS.at(str(tmp_path))).snapshot().procs[10]
     assert p.comm == comm.decode("utf-8", "replace")
     assert p.ppid == 1
 
@@ -81,7 +82,7 @@ def test_non_utf8_and_huge_cmdline(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     fake.add(10, b"odd", cmdline=b"/bin/\xff\xfe\0--flag\0")
     fake.add(11, b"huge", cmdline=b"x" * (4 * CMDLINE_LIMIT) + b"\0")
-    snap = ProcReader(str(tmp_path)).snapshot()
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
     assert snap.cmdline(snap.procs[10]) == ("/bin/\ufffd\ufffd", "--flag")
     (huge,) = snap.cmdline(snap.procs[11])
     assert len(huge) == CMDLINE_LIMIT
@@ -90,7 +91,7 @@ def test_non_utf8_and_huge_cmdline(tmp_path: Path) -> None:
 def test_kernel_thread_has_no_cmdline_or_exe(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     fake.add(2, b"kthreadd", ppid=0, flags=PF_KTHREAD)
-    snap = ProcReader(str(tmp_path)).snapshot()
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
     k = snap.procs[2]
     assert k.is_kernel_thread
     assert snap.cmdline(k) == ()
@@ -106,7 +107,7 @@ def test_vanished_and_unparsable_are_skipped_and_counted(tmp_path: Path) -> None
     (tmp_path / "13").mkdir()
     (tmp_path / "13" / "stat").mkdir()  # unreadable as a file
     (tmp_path / "self").mkdir()  # non-numeric entries are ignored
-    snap = ProcReader(str(tmp_path)).snapshot()
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
     assert list(snap.procs) == [10]
     assert snap.errors.vanished == 1
     assert snap.errors.parse == 2
@@ -115,7 +116,7 @@ def test_vanished_and_unparsable_are_skipped_and_counted(tmp_path: Path) -> None
 def test_details_cached_per_process_and_refreshed_on_exec(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     d = fake.add(10, b"sh", cmdline=b"sh\0-c\0run\0")
-    reader = ProcReader(str(tmp_path))
+    reader = ProcReader(FS.at(str(tmp_path)))
     snap = reader.snapshot()
     assert snap.cmdline(snap.procs[10]) == ("sh", "-c", "run")
     (d / "cmdline").write_bytes(b"changed\0")
@@ -131,4 +132,4 @@ def test_details_cached_per_process_and_refreshed_on_exec(tmp_path: Path) -> Non
 
 def test_not_a_procfs_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="btime"):
-        ProcReader(str(tmp_path))
+        ProcReader(FS.at(str(tmp_path)))

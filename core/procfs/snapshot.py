@@ -1,9 +1,9 @@
-"""One pass over /proc: the snapshot every collector reads.
+"""One pass over /proc: the snapshot every exporter view reads.
 
-This is the only module that touches procfs. A scrape reads /proc/<pid>/stat once per
-process, which holds everything the per-scrape views need (state, parentage, session,
-threads, CPU, start time, RSS). What rarely changes (cmdline, exe, owner) is read lazily
-and cached per (pid, start time), so a long-lived process costs one stat read per scrape.
+A scrape reads /proc/<pid>/stat once per process, which holds everything the per-scrape
+views need (state, parentage, session, threads, CPU, start time, RSS). What rarely changes
+(cmdline, exe, owner) is read lazily and cached per (pid, start time), so a long-lived
+process costs one stat read per scrape.
 
 Processes vanish at any moment; a read that fails because of that, a permission error or
 a line that does not parse skips that one process and is counted, never raised.
@@ -18,78 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
-CMDLINE_LIMIT = 32 * 1024  # bytes of cmdline kept for matching and labels
-
-
-class Proc(NamedTuple):
-    """One process as /proc/<pid>/stat shows it, in base units."""
-
-    pid: int
-    comm: str
-    state: str  # the one-letter state code
-    ppid: int
-    pgrp: int
-    session: int
-    flags: int
-    utime: float  # seconds in user mode
-    stime: float  # seconds in kernel mode
-    num_threads: int
-    start_ticks: int  # clock ticks after boot; with pid it names the process uniquely
-    start_time: float  # unix seconds
-    rss_bytes: int
-    key: tuple[int, int]  # (pid, start ticks): an identity that survives pid reuse
-
-    @property
-    def is_kernel_thread(self) -> bool:
-        return bool(self.flags & PF_KTHREAD)
+from procpilot.core.procfs.details import read_cmdline, read_exe, read_uid
+from procpilot.core.procfs.fs import FS
+from procpilot.core.procfs.pidstat import Proc, parse_stat
 
 
 class ReadErrors(NamedTuple):
     vanished: int
     permission: int
     parse: int
-
-
-_new_proc = tuple.__new__  # positional construction, skipping NamedTuple's Python-level __new__
-
-
-def parse_stat(data: bytes, boot_time: float, ticks: int, page_size: int) -> Proc:
-    """Parse one /proc/<pid>/stat line.
-
-    comm sits between the first " (" and the last ") " and may itself hold spaces,
-    parentheses or newlines, so the fields are split only after the last ") ".
-    This runs once per process per scrape, hence the plain, positional style.
-    Raises ValueError when the line is not a stat line.
-    """
-    head, found_close, tail = data.rpartition(b") ")
-    pid_text, found_open, comm = head.partition(b" (")
-    if not (found_close and found_open):
-        raise ValueError("no '(comm)' in stat line")
-    f = tail.split(None, 22)  # f[0] is field 3 (state); field n of proc(5) is f[n - 3]
-    if len(f) < 22:
-        raise ValueError(f"stat line has {len(f) + 2} fields, want at least 24")
-    pid = int(pid_text)
-    start = int(f[19])
-    return _new_proc(
-        Proc,
-        (
-            pid,
-            comm.decode("utf-8", "replace"),
-            f[0].decode("ascii", "replace"),
-            int(f[1]),  # ppid
-            int(f[2]),  # pgrp
-            int(f[3]),  # session
-            int(f[6]),  # flags
-            int(f[11]) / ticks,  # utime
-            int(f[12]) / ticks,  # stime
-            int(f[17]),  # num_threads
-            start,
-            boot_time + start / ticks,
-            max(int(f[21]), 0) * page_size,  # rss
-            (pid, start),
-        ),
-    )
 
 
 @dataclass(slots=True)  # one per process: keep it small
@@ -125,26 +62,13 @@ class Snapshot:
 
 
 class ProcReader:
-    """Reads snapshots from a procfs root and caches per-process details across them."""
+    """Reads snapshots from a procfs and caches per-process details across them."""
 
-    def __init__(self, root: str = "/proc") -> None:
-        self.root = root.rstrip("/") or "/"
-        self.ticks = os.sysconf("SC_CLK_TCK")
-        self.page_size = os.sysconf("SC_PAGE_SIZE")
-        self.boot_time = self._read_boot_time()
+    def __init__(self, fs: FS) -> None:
+        self.fs = fs
         self._details: dict[tuple[int, int], _Details] = {}
         self._parsed: dict[bytes, Proc] = {}  # last snapshot's stat lines and their records
         self._users: dict[int, str] = {}
-
-    def _read_boot_time(self) -> float:
-        try:
-            with open(f"{self.root}/stat", "rb") as f:
-                for line in f:
-                    if line.startswith(b"btime "):
-                        return float(line.split()[1])
-        except OSError:
-            pass
-        raise OSError(f"cannot read btime from {self.root}/stat: is {self.root} a procfs?")
 
     def snapshot(self) -> Snapshot:
         """Read /proc/<pid>/stat for every process, once.
@@ -154,7 +78,7 @@ class ProcReader:
         previous snapshot describes the same process in the same state, so its parsed record
         is reused: on a host of mostly idle processes, most lines are not parsed at all.
         """
-        root = self.root
+        root = self.fs.root
         lines: list[bytes] = []
         vanished = permission = unreadable = 0
         taken_at = time.time()
@@ -179,7 +103,7 @@ class ProcReader:
         return Snapshot(procs, taken_at, errors, self)
 
     def _parse_all(self, lines: list[bytes]) -> tuple[dict[int, Proc], int]:
-        boot, ticks, page = self.boot_time, self.ticks, self.page_size
+        fs = self.fs
         previous = self._parsed
         parsed: dict[bytes, Proc] = {}
         procs: dict[int, Proc] = {}
@@ -188,7 +112,7 @@ class ProcReader:
             proc = previous.get(data)
             if proc is None:
                 try:
-                    proc = parse_stat(data, boot, ticks, page)
+                    proc = parse_stat(data, fs)
                 except ValueError:
                     failed += 1
                     continue
@@ -212,36 +136,23 @@ class ProcReader:
         return entry
 
     def cmdline(self, proc: Proc) -> tuple[str, ...]:
-        """argv as strings (first 32 KiB); empty for kernel threads, zombies and on error."""
         entry = self._entry(proc)
         if entry.cmdline is None:
-            try:
-                with open(f"{self.root}/{proc.pid}/cmdline", "rb") as f:
-                    raw = f.read(CMDLINE_LIMIT)
-            except OSError:
-                raw = b""
-            entry.cmdline = tuple(
-                a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0") if raw
-            )
+            entry.cmdline = read_cmdline(self.fs, proc.pid)
         return entry.cmdline
 
     def exe(self, proc: Proc) -> str:
-        """Path of the executable; empty when unreadable (kernel threads, other users)."""
         entry = self._entry(proc)
         if entry.exe is None:
-            try:
-                entry.exe = os.readlink(f"{self.root}/{proc.pid}/exe")
-            except OSError:
-                entry.exe = ""
+            entry.exe = read_exe(self.fs, proc.pid)
         return entry.exe
 
     def user(self, proc: Proc) -> str:
-        """Owner's user name, or the uid as text when it has no name (or is unknown)."""
+        """Owner's user name, or the uid as text when it has no name; empty when gone."""
         entry = self._entry(proc)
         if entry.uid is None:
-            try:
-                entry.uid = os.stat(f"{self.root}/{proc.pid}").st_uid
-            except OSError:
+            entry.uid = read_uid(self.fs, proc.pid)
+            if entry.uid is None:
                 return ""
         uid = entry.uid
         name = self._users.get(uid)
