@@ -33,30 +33,45 @@ class Used(NamedTuple):
         return self.user + self.system
 
 
+_new_used = tuple.__new__  # positional construction, skipping NamedTuple's Python-level __new__
+
+
 class CpuTracker(Generic[K]):
-    """Per-key CPU deltas; call :meth:`observe` for each key seen, then :meth:`sweep`."""
+    """Per-key CPU deltas; call :meth:`observe` for each key seen, then :meth:`sweep`.
+
+    The exporter calls this for every process at every scrape, hence the plain style.
+    """
 
     def __init__(self, grace: int = 2) -> None:
         self.grace = grace
-        self._last: dict[K, tuple[float, float, float, int]] = {}  # user, system, at, missed
-        self._seen: dict[K, tuple[float, float, float, int]] = {}
+        self._last: dict[K, tuple[float, float, float]] = {}  # user, system, at
+        self._seen: dict[K, tuple[float, float, float]] = {}
+        self._missed: dict[K, int] = {}  # keys kept although the last passes missed them
 
     def observe(self, key: K, user: float, system: float, at: float = 0.0) -> Used:
         """Record key's cumulative CPU at time ``at`` and return what it used since last."""
-        self._seen[key] = (user, system, at, 0)
+        self._seen[key] = (user, system, at)
         last = self._last.get(key)
         if last is None:
-            return Used(user, system, None)
+            return _new_used(Used, (user, system, None))
         # Cumulative counters never go back; a smaller value is noise, not a refund.
-        return Used(max(user - last[0], 0.0), max(system - last[1], 0.0), at - last[2])
+        du = user - last[0]
+        ds = system - last[1]
+        return _new_used(
+            Used, (du if du > 0 else 0.0, ds if ds > 0 else 0.0, at - last[2])
+        )
 
     def sweep(self) -> None:
         """End an observation pass: keep what was seen, and what was missed within grace."""
-        seen = self._seen
-        for key, (user, system, at, missed) in self._last.items():
-            if missed < self.grace and key not in seen:
-                seen[key] = (user, system, at, missed + 1)
-        self._last, self._seen = seen, {}
+        seen, last, missed = self._seen, self._last, self._missed
+        kept: dict[K, int] = {}
+        if self.grace:
+            for key in last.keys() - seen.keys():
+                count = missed.get(key, 0) + 1
+                if count <= self.grace:
+                    seen[key] = last[key]
+                    kept[key] = count
+        self._last, self._seen, self._missed = seen, {}, kept
 
     def __len__(self) -> int:
         return len(self._last)
