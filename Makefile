@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev, which bootstraps everything itself.
-.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale
+.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup
 
 demo:
 	./dev demo
@@ -17,3 +17,5 @@ bench-idle-cpu:
 	./dev bench idle-cpu
 bench-autoscale:
 	./dev bench autoscale
+bench-ctl-startup:
+	./dev bench ctl-startup

@@ -28,16 +28,14 @@ from pydantic import (
 )
 
 from procpilot.controller.autoscale import Policy
+from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, PROGRAM_NAME
 from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
 from procpilot.core.units import parse_duration, parse_size
-from procpilot.core.web import parse_listen_address
+from procpilot.core.web.flags import parse_listen_address
 
 __all__ = ["DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "Program", "json_schema", "load"]
 
-DEFAULT_SOCKET = "/run/procpilot/control.sock"
-PROGRAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-# "all" is the procpilotctl target meaning every program, so no program may be called that.
-RESERVED_NAMES = frozenset({"all"})
+RESERVED_NAMES = frozenset({ALL})
 
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [

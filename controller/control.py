@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import stat
 import struct
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from procpilot.controller.protocol import REQUEST_LIMIT, ProtocolError, encode, parse_request
+
+if TYPE_CHECKING:
+    from procpilot.controller.protocol import Request, Response
 
 log = logging.getLogger(__name__)
 
-REQUEST_LIMIT = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # a client that connects and says nothing is dropped after this
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -31,7 +34,7 @@ class CommandError(Exception):
     """A refused request; the message goes to the client as the error."""
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[["Request"], Awaitable[Any]]
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -102,7 +105,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             response = await self._respond(reader, writer.get_extra_info("socket"))
-            writer.write(json.dumps(response, default=str).encode() + b"\n")
+            writer.write(encode(response))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -111,7 +114,7 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _respond(self, reader: asyncio.StreamReader, sock: socket.socket) -> dict[str, Any]:
+    async def _respond(self, reader: asyncio.StreamReader, sock: socket.socket) -> Response:
         # The request is read even from a refused peer: closing on unread data would make
         # its write fail with EPIPE before it could read why.
         try:
@@ -125,12 +128,6 @@ class ControlServer:
             log.warning("control request refused", extra={"fields": {"uid": uid}})
             return {"ok": False, "error": f"uid {uid} is not allowed on this control socket"}
         try:
-            request = json.loads(line)
-        except ValueError as e:
-            return {"ok": False, "error": f"request is not JSON: {e}"}
-        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": 'request must be an object with a "cmd" string'}
-        try:
-            return {"ok": True, "result": await self.handler(request)}
-        except CommandError as e:
+            return {"ok": True, "result": await self.handler(parse_request(line))}
+        except (ProtocolError, CommandError) as e:
             return {"ok": False, "error": str(e)}

@@ -14,12 +14,29 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
-from procpilot.controller.config import DEFAULT_SOCKET, PROGRAM_NAME
+from procpilot.controller.protocol import (
+    DEFAULT_SOCKET,
+    PROGRAM_NAME,
+    ProtocolError,
+    encode,
+    parse_response,
+)
 from procpilot.controller.tail import follow, show
 from procpilot.core.units import format_duration, format_size, parse_duration
+
+TYPE_CHECKING = False  # see protocol.py: no typing module at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from procpilot.controller.protocol import (
+        InstanceStatus,
+        LastExitStatus,
+        Request,
+        Response,
+        Status,
+    )
 
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "LAST-EXIT")
@@ -30,13 +47,13 @@ class Unreachable(Exception):
     """The controller could not be asked; str() says why."""
 
 
-def request(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+def request(path: str, message: Request, timeout: float) -> Response:
     """Send one request line and read the one response line."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-            sock.sendall(json.dumps(message).encode() + b"\n")
+            sock.sendall(encode(message))
             data = b""
             while not data.endswith(b"\n"):
                 chunk = sock.recv(65536)
@@ -54,12 +71,9 @@ def request(path: str, message: dict[str, Any], timeout: float) -> dict[str, Any
         except OSError as e:
             raise Unreachable(f"{path}: {e.strerror or e}") from None
     try:
-        response = json.loads(data)
-    except ValueError:
-        raise Unreachable(f"{path}: answer is not JSON: {data[:200]!r}") from None
-    if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
-        raise Unreachable(f"{path}: answer lacks an ok field: {data[:200]!r}")
-    return response
+        return parse_response(data)
+    except ProtocolError as e:
+        raise Unreachable(f"{path}: {e}") from None
 
 
 def _pattern(regex: str, what: str) -> Callable[[str], str]:
@@ -113,21 +127,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _last_exit(last: dict[str, Any] | None, now: float) -> str:
+def _last_exit(last: LastExitStatus | None, now: float) -> str:
     if not last:
         return "-"
-    if last.get("signal") is not None:
+    sig = last.get("signal")
+    if sig is not None:
         try:
-            how = signal.Signals(last["signal"]).name
+            how = signal.Signals(sig).name
         except ValueError:
-            how = f"signal {last['signal']}"
+            how = f"signal {sig}"
     else:
         how = f"exit {last.get('code')}"
     ago = format_duration(max(0, round(now - float(last.get("time", now)))))
     return f"{how}, {last.get('reason', '?')}, {ago} ago"
 
 
-def _state(instance: dict[str, Any]) -> str:
+def _state(instance: InstanceStatus) -> str:
     wait = instance.get("backoff_seconds") or 0
     if instance["state"] == "backoff" and wait > 0:
         return f"backoff({format_duration(round(wait))})"
@@ -138,7 +153,7 @@ def _or_dash(value: Any, fmt: Callable[[Any], str] = str) -> str:
     return "-" if value is None else fmt(value)
 
 
-def status_rows(result: dict[str, Any], now: float) -> list[tuple[str, ...]]:
+def status_rows(result: Status, now: float) -> list[tuple[str, ...]]:
     """One row per instance (or one per program without instances), as strings."""
     rows: list[tuple[str, ...]] = []
     for prog in result.get("programs", []):
@@ -162,7 +177,7 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _pools(result: dict[str, Any]) -> list[str]:
+def _pools(result: Status) -> list[str]:
     lines = []
     for prog in result.get("programs", []):
         pool = prog.get("pool")
@@ -177,7 +192,7 @@ def _pools(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_status(result: dict[str, Any], now: float) -> str:
+def render_status(result: Status, now: float) -> str:
     body = table([COLUMNS, *status_rows(result, now)])
     return "\n".join([body, *_pools(result)])
 
@@ -198,8 +213,8 @@ def _label(path: str, program: str) -> str:
     return f"{program}:{match.group(1)}" if match else name
 
 
-def _message(args: argparse.Namespace) -> dict[str, Any]:
-    message: dict[str, Any] = {"cmd": args.cmd}
+def _message(args: argparse.Namespace) -> Request:
+    message: Request = {"cmd": args.cmd}
     if hasattr(args, "target"):
         message["target"] = args.target
     if args.cmd == "scale":

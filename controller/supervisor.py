@@ -1,4 +1,4 @@
-"""The Controller: one asyncio loop running every program, the control socket and sampling.
+"""The Supervisor: one asyncio loop running every program, the control socket and sampling.
 
 Start-up goes by ascending priority, each group once its instances have settled (left
 starting: running, or already known to be failing, so a crash loop does not hold up the
@@ -19,7 +19,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procpilot.controller import config as config_mod
 from procpilot.controller.config import ConfigError, ControllerConfig
@@ -32,6 +32,9 @@ from procpilot.controller.states import State
 from procpilot.controller.usage import tree_members
 from procpilot.controller.view import ControllerView
 from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
+
+if TYPE_CHECKING:
+    from procpilot.controller.protocol import Request
 
 log = logging.getLogger("procpilot.controller")
 CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown
@@ -52,7 +55,7 @@ def parse_target(target: object) -> tuple[str, int | None]:
     return name, int(index)
 
 
-class Controller:
+class Supervisor:
     def __init__(self, config: ControllerConfig, config_path: str,
                  socket_path: str | None = None) -> None:
         self.config = config
@@ -298,7 +301,7 @@ class Controller:
             raise CommandError(f"no such instance: {name}:{index}")
         return [(program, index)]
 
-    async def handle(self, request: dict[str, Any]) -> Any:
+    async def handle(self, request: Request) -> Any:
         cmd = request["cmd"]
         if cmd == "status":
             return self.view().status()
@@ -313,9 +316,7 @@ class Controller:
             return "shutting down"
         if cmd == "logs":
             return self._logs(request.get("target"))
-        if cmd == "scale":
-            return await self._scale(request.get("target"), request.get("count"))
-        raise CommandError(f"unknown command {cmd!r}")
+        return await self._scale(request.get("target"), request.get("count"))
 
     async def _act(self, cmd: str, target: object) -> str:
         targets = self._targets(target)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # procpilotctl imports this: no typing module at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import BinaryIO
 
 CHUNK = 64 * 1024
 

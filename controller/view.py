@@ -7,8 +7,16 @@ so a scrape asks the loop for a :class:`ControllerView` (plain frozen data) and 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from procpilot.controller.protocol import (
+        InstanceStatus,
+        PoolStatus,
+        ProgramStatus,
+        Status,
+    )
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,20 @@ class InstanceView:
     last_exit: LastExit | None
     started_at: float | None  # unix seconds of the running process's start
 
-    def status(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["started_at"]
-        return out
+    def status(self) -> InstanceStatus:
+        last = self.last_exit
+        return {
+            "id": self.id,
+            "state": self.state,
+            "pid": self.pid,
+            "uptime_seconds": self.uptime_seconds,
+            "restarts": self.restarts,
+            "rss_bytes": self.rss_bytes,
+            "backoff_seconds": self.backoff_seconds,
+            "last_exit": None if last is None else {
+                "code": last.code, "signal": last.signal, "reason": last.reason,
+                "time": last.time},
+        }
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class PoolView:
     scale_events: dict[str, int]  # by direction (up, down), monotonic
     last_scale_time: float | None  # unix seconds of the last scale event
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> PoolStatus:
         return {"min": self.min, "max": self.max, "pinned": self.pinned,
                 "utilization": self.utilization, "desired": self.desired}
 
@@ -68,7 +86,7 @@ class ProgramView:
     cpu_user: float = 0.0
     cpu_system: float = 0.0
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ProgramStatus:
         return {
             "program": self.program,
             "state": self.state,
@@ -90,5 +108,5 @@ class ControllerView:
     last_reload_ok: bool = True
     last_reload_success: float = 0.0  # unix time the config was last loaded successfully
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         return {"programs": [p.status() for p in self.programs]}

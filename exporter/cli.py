@@ -9,26 +9,25 @@ import sys
 
 from prometheus_client.registry import CollectorRegistry
 
-from procpilot.core import logs as logsetup
-from procpilot.core import web
 from procpilot.core.configfile import ConfigError
 from procpilot.core.procfs import FS, ProcReader
-from procpilot.core.version import __version__
+from procpilot.core.service import Service, StartError
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
 
-DEFAULT_PORT = 10120
-log = logging.getLogger("procpilot.exporter")
+SERVICE = Service(
+    prog="procpilot-exporter",
+    title="procpilot exporter",
+    description="Prometheus exporter of process metrics, read from procfs at scrape time.",
+    default_port=10120,
+    logger="procpilot.exporter",
+)
+log = logging.getLogger(SERVICE.logger)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="procpilot-exporter",
-        description="Prometheus exporter of process metrics, read from procfs at scrape time.",
-    )
-    parser.add_argument("--version", action="version", version=f"procpilot-exporter {__version__}")
-    web.add_flags(parser, DEFAULT_PORT)
+    parser = SERVICE.parser()
     parser.add_argument("--config.file", dest="config_file", default=None,
                         help="YAML file with process groups and options (default: none)")
     parser.add_argument("--procfs", default="/proc",
@@ -37,20 +36,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=True,
                             action=argparse.BooleanOptionalAction,
                             help=f"enable the {name} collector")
-    logsetup.add_flags(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logsetup.setup(args.log_level, args.log_format)
     try:
+        web_config = SERVICE.setup(args)
         cfg = config.load(args.config_file)
-        web_config = web.load_web_config(args.web_config_file)
         reader = ProcReader(FS.at(args.procfs))
     except (ConfigError, OSError) as e:
-        print(f"procpilot-exporter: {e}", file=sys.stderr)
-        return 2
+        return SERVICE.fail(e)
     enabled = [name for name in COLLECTORS if getattr(args, f"collector_{name}")]
     collector = ScrapeCollector(reader, cfg, enabled)
     registry = CollectorRegistry()
@@ -59,13 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
-        server = web.serve(registry, args.listen_address, args.telemetry_path, web_config,
-                           "procpilot exporter", "Process metrics read from procfs at scrape time.")
-    except OSError as e:
-        print(f"procpilot-exporter: cannot serve on {args.listen_address}: {e}", file=sys.stderr)
-        return 1
-    fields = {"address": web.format_address(server.address), "collectors": ",".join(enabled)}
-    log.info("listening", extra={"fields": fields})
+        server = SERVICE.serve(args, registry, web_config, collectors=",".join(enabled))
+    except StartError as e:
+        return SERVICE.fail(e)
     while signal.sigwait(signals) == signal.SIGHUP:
         _reload(collector, args.config_file)
     server.shutdown()

@@ -27,17 +27,10 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from procpilot.core.configfile import ConfigError
-from procpilot.core.web import (
-    BasicAuth,
-    BoundedSet,
-    Server,
-    WebConfig,
-    add_flags,
-    load_web_config,
-    parse_basic_authorization,
-    parse_listen_address,
-    serve,
-)
+from procpilot.core.web.auth import BasicAuth, BoundedSet, parse_basic_authorization
+from procpilot.core.web.config import WebConfig, load_web_config
+from procpilot.core.web.flags import add_flags, parse_listen_address
+from procpilot.core.web.server import Server, serve
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()

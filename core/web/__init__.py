@@ -1,0 +1,3 @@
+"""HTTP serving shared by the exporter and the controller: ``flags`` (the exporter-toolkit
+web flags), ``config`` (--web.config.file), ``auth`` (basic auth) and ``server``.
+"""
