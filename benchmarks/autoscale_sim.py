@@ -35,8 +35,8 @@ from procpilot.controller.autoscale import (
     WorkerSample,
     decide,
     past_warmup,
-    pick_to_stop,
 )
+from procpilot.controller.instance import pick_to_stop
 
 INTERVAL = 15
 STARTUP_SECONDS = 2

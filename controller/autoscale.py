@@ -35,11 +35,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Literal, TypeVar
+from typing import Literal
 
-Metric = Literal["pool", "system"]
+CpuSource = Literal["pool", "system"]
 
-Reason = Literal[
+ScaleReason = Literal[
     "scale_up",  # the pool grows to the recommendation
     "scale_down",  # the pool shrinks to the recommendation
     "within_tolerance",  # utilization within 1 +/- tolerance
@@ -68,7 +68,7 @@ class Policy:
     tolerance: float = 0.1
     interval_seconds: float = 15.0
     warmup_seconds: float | None = None  # None: one interval (the first full interval)
-    metric: Metric = "pool"
+    metric: CpuSource = "pool"
     scale_up_max_step: int = 4
     scale_up_period_seconds: float = 15.0
     scale_down_stabilization_seconds: float = 300.0
@@ -144,7 +144,7 @@ class Decision:
     recommendation: int | None  # before stabilization, rate limit and clamping
     utilization: float | None  # measured CPU per worker / target; None without a measurement
     at_max: bool  # the recommendation is above max_workers
-    reason: Reason
+    reason: ScaleReason
     state: ScaleState = field(repr=False)
 
     @property
@@ -168,7 +168,7 @@ class Decision:
 class _Estimate:
     utilization: float | None
     recommendation: int | None  # None: nothing to act on
-    reason: Reason
+    reason: ScaleReason
 
 
 def past_warmup(started_at: float, sample_start: float, policy: Policy) -> bool:
@@ -196,7 +196,7 @@ def decide(
     state = state.pruned(policy, now)
     estimate = _estimate(policy, current, measurement)
     recommendation = estimate.recommendation
-    reason: Reason
+    reason: ScaleReason
     at_max = recommendation is not None and recommendation > policy.max_workers
 
     if current < policy.min_workers:
@@ -274,9 +274,9 @@ def _limit(
     policy: Policy,
     current: int,
     recommendation: int,
-    reason: Reason,
+    reason: ScaleReason,
     state: ScaleState,
-) -> tuple[int, Reason]:
+) -> tuple[int, ScaleReason]:
     """Stabilize a scale-down, rate-limit a scale-up, clamp to [min, max].
 
     ``state`` is already pruned to the windows and holds this recommendation.
@@ -297,16 +297,3 @@ def _limit(
         if recommendation > ceiling:
             return ceiling, "rate_limited" if limit < policy.max_workers else "clamped_max"
     return recommendation, reason
-
-
-Instance = TypeVar("Instance")
-
-
-def pick_to_stop(instances: Sequence[tuple[Instance, float]], count: int) -> list[Instance]:
-    """The ``count`` newest instances, given (instance id, start time) pairs.
-
-    The newest have the least warm state (caches, connections) to lose, and a crash-looping
-    instance restarts often, so it is among the first to go. Ties keep the input order.
-    """
-    newest_first = sorted(instances, key=lambda pair: pair[1], reverse=True)
-    return [instance for instance, _ in newest_first[: max(0, count)]]

@@ -8,9 +8,11 @@ import sys
 
 from procpilot.controller import config
 from procpilot.controller.metrics import ControllerCollector, make_registry
+from procpilot.controller.runtime import ProcessRuntime
 from procpilot.controller.states import State
 from procpilot.controller.supervisor import Supervisor
 from procpilot.core.configfile import ConfigError
+from procpilot.core.procfs import FS
 from procpilot.core.service import CANNOT_START, Service, StartError
 from procpilot.core.web.config import WebConfig
 
@@ -35,7 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace, cfg: config.ControllerConfig,
               web_config: WebConfig | None) -> int:
-    supervisor = Supervisor(cfg, args.config_file, args.control_socket)
+    runtime = ProcessRuntime(asyncio.get_running_loop(), FS.at())
+    supervisor = Supervisor(cfg, args.config_file, runtime, args.control_socket)
     registry = make_registry(ControllerCollector(supervisor.view_threadsafe, list(State)))
     try:
         server = SERVICE.serve(args, registry, web_config)

@@ -33,7 +33,9 @@ from procpilot.core.configfile import ConfigError, Strict, format_error, load_ya
 from procpilot.core.units import parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
 
-__all__ = ["DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "Program", "json_schema", "load"]
+__all__ = [
+    "DEFAULT_SOCKET", "ConfigError", "ControllerConfig", "ProgramConfig", "json_schema", "load",
+]
 
 RESERVED_NAMES = frozenset({ALL})
 
@@ -312,7 +314,7 @@ def _gid(value: object) -> object:
     return value
 
 
-class Program(Strict):
+class ProgramConfig(Strict):
     # Strict so that the before-validator's `is True` test and the field always agree.
     shell: StrictBool = Field(
         default=False, description="Run the command string with /bin/sh -c (else: no shell)."
@@ -364,7 +366,7 @@ class Program(Strict):
         return value
 
     @model_validator(mode="after")
-    def _instances_or_autoscale(self) -> Program:
+    def _instances_or_autoscale(self) -> ProgramConfig:
         if self.autoscale is not None and "instances" in self.model_fields_set:
             raise ValueError("instances and autoscale are mutually exclusive; use one")
         return self
@@ -375,12 +377,12 @@ class ControllerConfig(Strict):
 
     control: Control = Control()
     programs: dict[
-        Annotated[str, Field(pattern=PROGRAM_NAME)], Program
+        Annotated[str, Field(pattern=PROGRAM_NAME)], ProgramConfig
     ] = Field(default={}, description="Programs by name ([A-Za-z0-9][A-Za-z0-9_.-]*, not 'all').")
 
     @field_validator("programs")
     @classmethod
-    def _not_reserved(cls, value: dict[str, Program]) -> dict[str, Program]:
+    def _not_reserved(cls, value: dict[str, ProgramConfig]) -> dict[str, ProgramConfig]:
         for name in value:
             if name in RESERVED_NAMES:
                 raise ValueError(f"{name!r} is reserved (procpilotctl uses it for every program)")

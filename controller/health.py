@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -98,7 +98,7 @@ async def check_once(health: Health, reaper: Reaper, program: SpawnSpec) -> bool
         return False
 
 
-async def monitor(health: Health, reaper: Reaper, program: SpawnSpec,
+async def monitor(health: Health, check: Callable[[], Awaitable[bool]],
                   on_unhealthy: Callable[[], None]) -> None:
     """Check every interval after start_period; call on_unhealthy at failure_threshold in a row.
 
@@ -107,7 +107,7 @@ async def monitor(health: Health, reaper: Reaper, program: SpawnSpec,
     await asyncio.sleep(health.start_period)
     failures = 0
     while True:
-        if await check_once(health, reaper, program):
+        if await check():
             failures = 0
         else:
             failures += 1

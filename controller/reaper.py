@@ -19,7 +19,8 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import NamedTuple
+
+from procpilot.controller.states import ExitStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +41,6 @@ def set_child_subreaper(on: bool = True) -> None:
         raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
 
 
-class ExitStatus(NamedTuple):
-    """How a process ended: exactly one of code and signal is set."""
-
-    code: int | None
-    signal: int | None
-
-    @classmethod
-    def from_wait_status(cls, status: int) -> ExitStatus:
-        if os.WIFSIGNALED(status):
-            return cls(None, os.WTERMSIG(status))
-        return cls(os.WEXITSTATUS(status), None)
-
-    @property
-    def shell_code(self) -> int:
-        """The exit code as a shell reports it: a signal n is 128 + n."""
-        return self.code if self.code is not None else 128 + (self.signal or 0)
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            try:
-                return f"killed by {signal.Signals(self.signal).name}"
-            except ValueError:
-                return f"killed by signal {self.signal}"
-        return f"exit code {self.code}"
-
-
 class Reaper:
     """Reaps all children on SIGCHLD and resolves the futures of watched pids."""
 
@@ -73,7 +48,6 @@ class Reaper:
         self._loop = loop
         self._watched: dict[int, asyncio.Future[ExitStatus]] = {}
         self.reaped_unmanaged = 0  # descendants nobody watched (orphans we adopted)
-        self.reaped_total = 0
         # Called after each round of reaping that collected an orphan (see Program drains).
         self.orphan_listeners: set[Callable[[], None]] = set()
 
@@ -109,7 +83,6 @@ class Reaper:
                 break
             if pid == 0:
                 break
-            self.reaped_total += 1
             fut = self._watched.pop(pid, None)
             if fut is None:
                 orphans += 1

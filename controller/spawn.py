@@ -34,7 +34,8 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from procpilot.controller.reaper import PR_SET_PDEATHSIG, ExitStatus, Reaper, prctl
+from procpilot.controller.reaper import PR_SET_PDEATHSIG, Reaper, prctl
+from procpilot.controller.states import ExitStatus
 
 
 @dataclass(frozen=True)

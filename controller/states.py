@@ -32,13 +32,15 @@ stopping
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from procpilot.controller.backoff import Backoff, record
-from procpilot.controller.config import Program
+from procpilot.controller.config import ProgramConfig
 
 
 class State(StrEnum):
@@ -66,7 +68,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 """Allowed moves, the table above as data; the runtime checks each move with ``check``."""
 
-# Program state for procpilot_program_state: the first of these found among its instances.
+# ProgramConfig state for procpilot_program_state: the first of these found among its instances.
 # Trouble first (fatal, backoff), then motion (starting, stopping), then rest.
 AGGREGATE_ORDER = (
     State.FATAL,
@@ -92,25 +94,44 @@ def check(old: State, new: State) -> None:
         raise ValueError(f"illegal state transition {old} -> {new}")
 
 
-@dataclass(frozen=True)
-class Exit:
-    """One exit of an instance, as the reaper saw it."""
+class ExitStatus(NamedTuple):
+    """How a process ended: exactly one of code and signal is set."""
 
     code: int | None
-    """Exit status, or None when killed by a signal; report a failed spawn as 127."""
     signal: int | None
-    """Signal number that killed it, or None."""
+
+    @classmethod
+    def from_wait_status(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls(None, os.WTERMSIG(status))
+        return cls(os.WEXITSTATUS(status), None)
+
+    @property
+    def shell_code(self) -> int:
+        """The status as a shell reports it, signal n as 128 + n (the exit_code metric)."""
+        return self.code if self.code is not None else 128 + (self.signal or 0)
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                return f"killed by {signal.Signals(self.signal).name}"
+            except ValueError:
+                return f"killed by signal {self.signal}"
+        return f"exit code {self.code}"
+
+
+FAILED_SPAWN = ExitStatus(127, None)  # reported for a command that could not start, as a shell does
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One exit of an instance: how it ended, after how long, and when."""
+
+    status: ExitStatus
     uptime: float
     """Seconds between spawn and exit (0 for a spawn that failed)."""
     time: float
-    """When it exited (the clock the runtime passes as now everywhere)."""
-
-    @property
-    def code_value(self) -> int:
-        """The procpilot_program_exit_code value: the status, or 128+n for signal n."""
-        if self.signal is not None:
-            return 128 + self.signal
-        return self.code if self.code is not None else 0
+    """When it exited (the loop clock, as everywhere in the runtime)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,7 @@ class Outcome:
         return self.state in (State.BACKOFF, State.STARTING)
 
 
-def classify(program: Program, exited: Exit, cause: Cause | None) -> Reason:
+def classify(program: ProgramConfig, exited: Exit, cause: Cause | None) -> Reason:
     """The reason an exit is reported with."""
     if cause == "stop":
         return "stopped"
@@ -136,11 +157,11 @@ def classify(program: Program, exited: Exit, cause: Cause | None) -> Reason:
         return cause
     if exited.uptime < program.start_seconds:
         return "failed_start"
-    return "signal" if exited.signal is not None else "exit"
+    return "signal" if exited.status.signal is not None else "exit"
 
 
 def on_exit(
-    program: Program, exited: Exit, cause: Cause | None, backoff: Backoff, rand: float
+    program: ProgramConfig, exited: Exit, cause: Cause | None, backoff: Backoff, rand: float
 ) -> Outcome:
     """Next state after an exit; ``rand`` in [0, 1) draws the jitter."""
     reason = classify(program, exited, cause)
@@ -149,7 +170,8 @@ def on_exit(
     if cause == "manual":
         return Outcome(State.STARTING, reason, backoff, 0.0)
     policy = program.restart
-    clean = cause is None and exited.signal is None and exited.code in policy.exit_codes
+    status = exited.status
+    clean = cause is None and status.signal is None and status.code in policy.exit_codes
     if policy.policy == "never" or (policy.policy == "on-failure" and clean):
         return Outcome(State.EXITED, reason, backoff, 0.0)
     verdict = record(backoff, policy, now=exited.time, uptime=exited.uptime, rand=rand)

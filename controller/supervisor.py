@@ -3,9 +3,9 @@
 Start-up goes by ascending priority, each group once its instances have settled (left
 starting: running, or already known to be failing, so a crash loop does not hold up the
 next group forever). Shutdown goes the other way, each group stopped and gone before the
-next. Reload diffs the new config against the running one by equality. One procfs pass per
-sampling tick (over the controller's own subtree, see usage.py) measures every instance's
-process tree: RSS for memory limits, CPU for metrics and the autoscaler.
+next. Reload diffs the new config against the running one by equality. One measurement per
+sampling tick (``Runtime.measure``) takes every instance's memory and CPU, for the limits,
+the metrics and the autoscalers.
 """
 
 from __future__ import annotations
@@ -14,24 +14,20 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from procpilot.controller import config as config_mod
-from procpilot.controller.config import ConfigError, ControllerConfig
+from procpilot.controller.config import ConfigError, ControllerConfig, ProgramConfig
 from procpilot.controller.control import CommandError, ControlServer
-from procpilot.controller.logsink import LogFiles
+from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.pool import PoolScaler
-from procpilot.controller.program import Program, Runtime, wait_all
-from procpilot.controller.reaper import Reaper
+from procpilot.controller.program import Program, wait_all
+from procpilot.controller.runtime import SupervisorRuntime
 from procpilot.controller.states import State
-from procpilot.controller.usage import tree_members
-from procpilot.controller.view import ControllerView
-from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
+from procpilot.controller.view import ControllerView, PoolView
 
 if TYPE_CHECKING:
     from procpilot.controller.protocol import Request
@@ -56,55 +52,59 @@ def parse_target(target: object) -> tuple[str, int | None]:
 
 
 class Supervisor:
-    def __init__(self, config: ControllerConfig, config_path: str,
+    """Every program of one config, on one loop, through one runtime."""
+
+    def __init__(self, config: ControllerConfig, config_path: str, rt: SupervisorRuntime,
                  socket_path: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.socket_path = socket_path or config.control.socket
-        self.loop = asyncio.get_running_loop()
-        self.reaper = Reaper(self.loop)
-        self.rt = Runtime(self.loop, self.reaper, LogFiles(), FS.at())
+        self.rt = rt
+        self.loop = rt.loop
         self.programs: dict[str, Program] = {}
+        self.scalers: dict[str, PoolScaler] = {}  # kept while closed, until replaced
         self.reloads: Counter[str] = Counter()
         # Like Prometheus's own: did the last attempt work, and when did one last work.
         self.last_reload_ok = True
-        self.last_reload_success = time.time()  # the start-up load counts
-        self.procfs = ProcReader(self.rt.fs)
-        self._subtree = has_children_files(self.rt.fs)
-        self.control = ControlServer(self.socket_path, self.handle, config.control.allowed_uids)
+        self.last_reload_success = rt.wall()  # the start-up load counts
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.TimerHandle | None = None
-        self.scalers: dict[str, PoolScaler] = {}
+        self.control: ControlServer | None = None  # while run() serves the socket
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> int:
         """Supervise until asked to shut down; returns the exit code (0 after a clean stop)."""
-        self.reaper.install()
+        control = ControlServer(self.socket_path, self.handle, self.config.control.allowed_uids)
+        self.control = control
         loop = self.loop
+        self.rt.install()
         loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
         loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_task(self._reload_logged()))
         loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         try:
-            await self.control.start()
-            for name, cfg in self.config.programs.items():
-                self._add(name, cfg)
-            self._spawn_task(self._start_groups(list(self.programs.values())))
-            self._schedule_sample()
+            await control.start()
+            self.start()
             log.info("controller started", extra={"fields": {
                 "programs": len(self.programs), "socket": self.socket_path}})
             await self._done.wait()
-            await self._shutdown()
+            await self.shutdown()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
-            await self.control.close()
-            self.reaper.uninstall()
-            self.rt.logfiles.close_all()
+            await control.close()
+            self.rt.close()
         log.info("controller stopped")
         return 0
+
+    def start(self) -> None:
+        """Add every configured program, start them by priority, begin sampling."""
+        for name, cfg in self.config.programs.items():
+            self._add(name, cfg)
+        self._spawn_task(self._start_groups(list(self.programs.values())))
+        self._schedule_sample()
 
     def request_shutdown(self) -> None:
         if self._done.is_set():
@@ -113,7 +113,9 @@ class Supervisor:
         log.info("shutting down")
         self._done.set()
 
-    async def _shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop every program in reverse priority order and wait for what they left."""
+        self._done.set()
         if self._sampler is not None:
             self._sampler.cancel()
         for scaler in self.scalers.values():
@@ -126,18 +128,10 @@ class Supervisor:
             log.info("stopping priority group", extra={"fields": {
                 "priority": priority, "programs": ",".join(p.name for p in group)}})
             await wait_all([w for p in group for w in p.stop()])
-        drains = [d for p in self.programs.values() for d in p.draining.values()]
-        if drains:
-            # Each is SIGKILLed at its stop timeout; the bound covers a member that even
-            # SIGKILL cannot end at once (uninterruptible sleep) or that we may not signal.
-            bound = max(p.config.stop.timeout for p in self.programs.values()) + DRAIN_GRACE
-            await asyncio.wait(drains, timeout=bound)
-        readers = [r.done for p in self.programs.values() for r in p.readers]
-        if readers:
-            await asyncio.wait(readers, timeout=READER_DRAIN_SECONDS)
-        for p in self.programs.values():
-            for r in list(p.readers):
-                r.close()
+        # Each leftover group is killed at its stop timeout; the bound covers a member that
+        # even SIGKILL cannot end at once (uninterruptible sleep) or that we may not signal.
+        longest = max((p.config.stop.timeout for p in self.programs.values()), default=0.0)
+        await self.rt.wind_down(longest + DRAIN_GRACE, READER_DRAIN_SECONDS)
 
     def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._done.is_set():
@@ -152,7 +146,7 @@ class Supervisor:
         if not task.cancelled() and task.exception() is not None:
             log.error("controller task failed", exc_info=task.exception())
 
-    def _add(self, name: str, cfg: config_mod.Program) -> Program:
+    def _add(self, name: str, cfg: ProgramConfig) -> Program:
         program = self.programs[name] = Program(name, cfg, self.rt)
         program.ensure_instances()
         self._rescale(program)
@@ -167,8 +161,8 @@ class Supervisor:
             scaler = self.scalers[program.name] = PoolScaler(program)
             scaler.start()
 
-    async def _reconfigure(self, program: Program, cfg: config_mod.Program) -> None:
-        scaler = self.scalers.pop(program.name, None)
+    async def _reconfigure(self, program: Program, cfg: ProgramConfig) -> None:
+        scaler = self.scalers.get(program.name)
         if scaler is not None:
             scaler.close()
         await program.reconfigure(cfg)
@@ -185,7 +179,7 @@ class Supervisor:
 
     def reopen_logs(self) -> None:
         log.info("reopening log files")
-        self.rt.logfiles.reopen_all()
+        self.rt.logs.reopen_all()
 
     # --- sampling ------------------------------------------------------------------------
 
@@ -197,18 +191,15 @@ class Supervisor:
         self._sampler = self.loop.call_later(self.sample_interval(), self.sample)
 
     def sample(self) -> None:
-        """One procfs pass for all instances; each program takes its trees' RSS and CPU."""
+        """One measurement of every instance; then the memory limits are checked."""
         try:
-            roots = [pid for p in self.programs.values() for pid in p.running_pids()]
-            if roots:
-                if self._subtree:
-                    procs = subtree(self.rt.fs, os.getpid())
-                else:
-                    procs = self.procfs.snapshot().procs
-                members = tree_members(procs, roots)
-                now = self.rt.clock()
-                for p in list(self.programs.values()):
-                    p.sample(members, now)
+            programs = list(self.programs.values())
+            children = [run.child for p in programs for run in p.running()]
+            usage = self.rt.measure(children)
+            now = self.loop.time()
+            for program in programs:
+                program.record(usage, now)
+                enforce_memory_limit(program)
         except Exception:  # one bad pass must not end memory checks for good
             log.exception("sampling failed")
         finally:
@@ -231,10 +222,11 @@ class Supervisor:
                       extra={"fields": {"err": str(e)}})
             raise CommandError(f"reload refused, running config kept: {e}") from None
         self.reloads["success"] += 1
-        self.last_reload_ok, self.last_reload_success = True, time.time()
+        self.last_reload_ok, self.last_reload_success = True, self.rt.wall()
         if new.control.socket != self.config.control.socket:
             log.warning("control.socket changed; takes effect on restart")
-        self.control.allowed_uids = frozenset(new.control.allowed_uids)
+        if self.control is not None:
+            self.control.allowed_uids = frozenset(new.control.allowed_uids)
         self.config = new
         current = dict(self.programs)
         added = [n for n in new.programs if n not in current]
@@ -268,12 +260,16 @@ class Supervisor:
     def view(self) -> ControllerView:
         programs = sorted(self.programs.values(), key=lambda p: (p.config.priority, p.name))
         return ControllerView(
-            programs=tuple(p.view() for p in programs),
-            reaped_processes=self.reaper.reaped_unmanaged,
+            programs=tuple(p.view(self._pool_view(p)) for p in programs),
+            reaped_processes=self.rt.reaped_orphans,
             reloads=dict(self.reloads),
             last_reload_ok=self.last_reload_ok,
             last_reload_success=self.last_reload_success,
         )
+
+    def _pool_view(self, program: Program) -> PoolView | None:
+        scaler = self.scalers.get(program.name)
+        return scaler.view() if scaler is not None and program.config.autoscale else None
 
     def view_threadsafe(self, timeout: float = 10.0) -> ControllerView:
         """The view, from another thread (the HTTP server's), taken on the loop thread."""
@@ -346,15 +342,16 @@ class Supervisor:
         program = self.programs.get(name)
         if program is None or index is not None:
             raise CommandError(f"no such program: {target}")
+        scaler = self.scalers.get(name) if program.config.autoscale is not None else None
         if count == "auto":
-            if program.config.autoscale is None:
+            if scaler is None:
                 raise CommandError(f"{name} has no autoscale section")
-            program.pinned = None
+            scaler.pinned = None
             return f"{name}: scaling automatically"
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise CommandError('"count" must be a number >= 0 or "auto"')
-        if program.config.autoscale is not None:
-            program.pinned = count
+        if scaler is not None:
+            scaler.pinned = count
         await wait_all(program.scale(count))
         running = sum(i.state == State.RUNNING for i in program.instances.values())
         return f"{name}: {count} desired, {running} running"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from procpilot.controller.states import ExitStatus
+
 if TYPE_CHECKING:
     from procpilot.controller.protocol import (
         InstanceStatus,
@@ -21,8 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LastExit:
-    code: int | None
-    signal: int | None
+    status: ExitStatus
     reason: str  # a restart reason, or "stopped" when asked to stop
     time: float  # unix seconds
 
@@ -50,7 +51,7 @@ class InstanceView:
             "rss_bytes": self.rss_bytes,
             "backoff_seconds": self.backoff_seconds,
             "last_exit": None if last is None else {
-                "code": last.code, "signal": last.signal, "reason": last.reason,
+                "code": last.status.code, "signal": last.status.signal, "reason": last.reason,
                 "time": last.time},
         }
 

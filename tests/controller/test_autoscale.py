@@ -25,7 +25,6 @@ from procpilot.controller.autoscale import (
     WorkerSample,
     decide,
     past_warmup,
-    pick_to_stop,
 )
 
 NOW = 1000.0
@@ -230,13 +229,6 @@ def test_past_warmup_leaves_out_the_first_full_interval() -> None:
     assert past_warmup(started_at=100.5, sample_start=130.0, policy=policy)
     assert past_warmup(started_at=0.0, sample_start=0.0, policy=replace(policy, warmup_seconds=0))
     assert replace(policy, interval_seconds=30).warmup == 30.0
-
-
-def test_pick_to_stop_takes_the_newest_first() -> None:
-    instances = [("web-0", 10.0), ("web-3", 50.0), ("web-1", 20.0), ("web-2", 50.0)]
-    assert pick_to_stop(instances, 3) == ["web-3", "web-2", "web-1"]
-    assert pick_to_stop(instances, 0) == []
-    assert pick_to_stop(instances, 9) == ["web-3", "web-2", "web-1", "web-0"]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from procpilot.controller import config
-from procpilot.controller.config import Autoscale, ConfigError, ControllerConfig, Program
+from procpilot.controller.config import Autoscale, ConfigError, ControllerConfig, ProgramConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "controller.yaml"
@@ -25,7 +25,7 @@ def load_text(tmp_path: Path, text: str) -> ControllerConfig:
     return config.load(str(path))
 
 
-def program(tmp_path: Path, body: str) -> Program:
+def program(tmp_path: Path, body: str) -> ProgramConfig:
     text = "programs:\n  p:\n" + textwrap.indent(textwrap.dedent(body), "    ")
     return load_text(tmp_path, text).programs["p"]
 

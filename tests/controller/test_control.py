@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import Controller, request, running
+from tests.support.controller import Controller, request, running
 
 pytestmark = pytest.mark.timeout(120)
 

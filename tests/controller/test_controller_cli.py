@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import Controller, running
-from tests.service import parse, wait_for
+from tests.support.controller import Controller, running
+from tests.support.service import parse, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

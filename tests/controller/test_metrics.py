@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from procpilot.controller.metrics import ControllerCollector, make_registry
 from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, InstanceView, PoolView, ProgramView
-from tests.service import Samples, parse
+from tests.support.service import Samples, parse
 
 POOL_METRICS = (
     "procpilot_pool_workers",

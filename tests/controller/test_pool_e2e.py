@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import Controller, running
-from tests.service import Samples, parse, promtool, promtool_check_metrics, wait_for
+from tests.support.controller import Controller, running
+from tests.support.service import Samples, parse, promtool, promtool_check_metrics, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

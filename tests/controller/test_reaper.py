@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.reaper import ExitStatus, Reaper
+from procpilot.controller.reaper import Reaper
 from procpilot.controller.spawn import SpawnSpec, spawn
+from procpilot.controller.states import ExitStatus
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,12 +5,13 @@ import signal
 import pytest
 
 from procpilot.controller.backoff import Backoff
-from procpilot.controller.config import Program
+from procpilot.controller.config import ProgramConfig
 from procpilot.controller.states import (
     AGGREGATE_ORDER,
     TRANSITIONS,
     Cause,
     Exit,
+    ExitStatus,
     Outcome,
     State,
     aggregate,
@@ -19,8 +20,8 @@ from procpilot.controller.states import (
 )
 
 
-def program(**restart: object) -> Program:
-    return Program.model_validate(
+def program(**restart: object) -> ProgramConfig:
+    return ProgramConfig.model_validate(
         {"command": ["x"], "start_seconds": "1s", "restart": {"jitter": 0, **restart}}
     )
 
@@ -37,10 +38,10 @@ class FakeClock:
 def exit_after(
     clock: FakeClock, uptime: float, code: int | None = 1, sig: int | None = None
 ) -> Exit:
-    return Exit(code=code, signal=sig, uptime=uptime, time=clock.advance(uptime))
+    return Exit(ExitStatus(code, sig), uptime=uptime, time=clock.advance(uptime))
 
 
-def decide(p: Program, e: Exit, cause: Cause | None = None) -> Outcome:
+def decide(p: ProgramConfig, e: Exit, cause: Cause | None = None) -> Outcome:
     return on_exit(p, e, cause, Backoff(), rand=0.5)
 
 
@@ -127,8 +128,8 @@ def test_crash_loop_reaches_fatal_with_fake_clock() -> None:
 
 
 def test_exit_code_value() -> None:
-    assert Exit(code=3, signal=None, uptime=1, time=0).code_value == 3
-    assert Exit(code=None, signal=9, uptime=1, time=0).code_value == 137
+    assert ExitStatus(3, None).shell_code == 3
+    assert ExitStatus(None, 9).shell_code == 137
 
 
 def test_on_exit_results_are_allowed_moves() -> None:

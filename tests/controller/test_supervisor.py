@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import alive, children_of, running
-from tests.service import wait_for
+from tests.support.controller import alive, children_of, running
+from tests.support.service import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.controller.harness import running
-from tests.service import wait_for
+from tests.support.controller import running
+from tests.support.service import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

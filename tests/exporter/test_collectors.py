@@ -11,7 +11,7 @@ from procpilot.core.procfs import FS, PF_KTHREAD, ProcReader
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS, Drops
 from procpilot.exporter.collectors.orphans import is_orphan
-from tests.exporter.fakeproc import FakeProcfs
+from tests.support.fakeproc import FakeProcfs
 
 
 def samples(metrics: list[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -20,14 +20,14 @@ from procpilot.core.procfs import FS, ProcReader
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
-from tests.exporter.fakeproc import FakeProcfs
-from tests.exporter.realprocs import (
+from tests.support.fakeproc import FakeProcfs
+from tests.support.realprocs import (
     detached_daemon,
     orphans,
     sleepers,
     zombie_parent,
 )
-from tests.service import (
+from tests.support.service import (
     Samples,
     Service,
     parse,

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from procpilot.core.procfs import CMDLINE_LIMIT, FS, PF_KTHREAD, ProcReader, parse_stat
-from tests.exporter.fakeproc import BTIME, FakeProcfs, stat_line
+from tests.support.fakeproc import BTIME, FakeProcfs, stat_line
 
 TICKS = os.sysconf("SC_CLK_TCK")
 FAKE_FS = FS("/nonexistent", TICKS, os.sysconf("SC_PAGE_SIZE"), BTIME)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.exporter.realprocs import sleepers, zombie_parent
-from tests.integration import prometheus
-from tests.service import Service, start
+from tests.support import prometheus
+from tests.support.realprocs import sleepers, zombie_parent
+from tests.support.service import Service, start
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
 

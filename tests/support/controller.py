@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from procpilot.controller import ctl
-from tests.service import ADDRESS, parse, wait_for
+from tests.support.service import ADDRESS, parse, wait_for
 
 DEADLINE = 30.0
 

@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.service import wait_for
+from tests.support.service import wait_for
 
 
 def _python(code: str) -> subprocess.Popen[str]:

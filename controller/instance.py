@@ -1,0 +1,101 @@
+"""One slot of a program (``<program>:<index>``): its state and the process running in it.
+
+An :class:`Instance` outlives its processes: it keeps the state machine's books (state,
+the backoff, restarts, the last exit) across them. What belongs to one process only (the
+child, when it started, its stop deadline, its health check, its measurements) is a
+:class:`Run`, replaced at each start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from procpilot.controller.backoff import Backoff
+from procpilot.controller.logsink import Sink
+from procpilot.controller.runtime import Child
+from procpilot.controller.states import Cause, State
+from procpilot.controller.view import LastExit
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class Run:
+    """One process of an instance, from its start to its exit."""
+
+    child: Child
+    started: float  # loop clock at spawn
+    stop_deadline: float | None = None  # while stopping: when the group gets SIGKILL
+    health: asyncio.Task[None] | None = None
+    # The last measurement of its process tree (None until the first):
+    rss_bytes: int | None = None
+    cpu_user: float = 0.0
+    cpu_system: float = 0.0
+    sampled_at: float | None = None  # loop clock of that measurement
+
+    def end(self) -> None:
+        if self.health is not None:
+            self.health.cancel()
+            self.health = None
+
+
+class Waiters:
+    """Futures waiting for an instance to reach a state (procpilotctl waits on these)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Callable[[State], bool], asyncio.Future[State]]] = []
+
+    def add(self, done: Callable[[State], bool], fut: asyncio.Future[State]) -> None:
+        self._waiting.append((done, fut))
+
+    def notify(self, state: State) -> None:
+        still = []
+        for done, fut in self._waiting:
+            if not done(state):
+                still.append((done, fut))
+            elif not fut.done():
+                fut.set_result(state)
+        self._waiting = still
+
+
+@dataclass(eq=False)
+class Instance:
+    program: str
+    index: int
+    state: State = State.STOPPED
+    run: Run | None = None  # the process in this slot, from spawn until it exited
+    cause: Cause | None = None  # why the controller expects the current process to exit
+    backoff: Backoff = field(default_factory=Backoff)
+    backoff_until: float | None = None  # loop clock at which a backoff ends
+    restarts: int = 0
+    last_exit: LastExit | None = None
+    retire: bool = False  # scaled away: removed once stopped
+    sink: Sink | None = None  # where the output of its processes goes
+    timer: asyncio.Handle | None = None  # spawn, running-after-start_seconds, backoff or kill
+    waiters: Waiters = field(default_factory=Waiters)
+
+    @property
+    def id(self) -> str:
+        return f"{self.program}:{self.index}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.run.child.pid if self.run else None
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def pick_to_stop(instances: Sequence[tuple[T, float]], count: int) -> list[T]:
+    """The ``count`` newest instances, given (instance, start time) pairs.
+
+    The newest have the least warm state (caches, connections) to lose, and a crash-looping
+    instance restarts often, so it is among the first to go. Ties keep the input order.
+    """
+    newest_first = sorted(instances, key=lambda pair: pair[1], reverse=True)
+    return [instance for instance, _ in newest_first[: max(0, count)]]

@@ -1,0 +1,223 @@
+"""The one fake clock and the fake runtime: programs, the supervisor and pools in-process.
+
+:class:`VirtualTimeLoop` is a real asyncio loop whose clock jumps to the next timer
+instead of sleeping, so a 10 s stop timeout or a 5 minute stabilization window passes at
+once while every callback still runs in the order real time would give it.
+
+:class:`FakeRuntime` stands in for processes. A program's command says how its fake
+process behaves (argv[0]):
+
+- ``serve`` (or anything unknown): runs until a signal ends it;
+- ``stubborn``: ignores every signal but SIGKILL;
+- ``exit CODE [AFTER]``: exits with CODE after AFTER seconds (default 0);
+- ``missing``: cannot be started (SpawnFailed, as for a missing executable).
+
+Tests also end processes themselves (``child.exit(...)``), set measurements
+(``child.usage``), mark OOM kills (``child.oom``) and script health checks
+(``runtime.health``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import selectors
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from procpilot.controller.config import Health
+from procpilot.controller.logsink import LogFiles, Sink
+from procpilot.controller.runtime import Child, SpawnFailed, Usage
+from procpilot.controller.spawn import SpawnSpec
+from procpilot.controller.states import ExitStatus
+
+T = TypeVar("T")
+WALL_AT_ZERO = 1_700_000_000.0  # unix time when the virtual clock reads 0
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if not ready:
+            if timeout is None:
+                raise RuntimeError("deadlock: nothing is scheduled and nothing can happen")
+            self._loop.now += timeout  # nothing to do until the next timer: go there
+        return ready
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on virtual time (``loop.time()`` starts at 0)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(selector=_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run main() to completion on a fresh virtual-time loop."""
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+async def sleep(seconds: float) -> None:
+    """Let virtual time pass (every timer due meanwhile fires)."""
+    await asyncio.sleep(seconds)
+
+
+class FakeChild:
+    def __init__(self, rt: FakeRuntime, spec: SpawnSpec, pid: int, sink: Sink) -> None:
+        self.rt = rt
+        self.spec = spec
+        self._pid = pid
+        self.sink = sink
+        self._exited: asyncio.Future[ExitStatus] = rt.loop.create_future()
+        self.signals: list[int] = []
+        self.killed = False  # kill() was called
+        self.oom = False  # the kernel's OOM killer will be said to have ended it
+        self.leftovers = False  # something of it outlives the main process until killed
+        self.usage: Usage | None = None
+        self.started_at = rt.loop.time()
+        self.measured_at = self.started_at
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def exited(self) -> asyncio.Future[ExitStatus]:
+        return self._exited
+
+    @property
+    def program(self) -> str:
+        return (self.spec.env or {}).get("PROCPILOT_PROGRAM", "")
+
+    @property
+    def behaviour(self) -> str:
+        return str(self.spec.argv[0])
+
+    def exit(self, code: int | None = 0, sig: int | None = None) -> None:
+        """The main process ends now (if it has not yet)."""
+        if not self._exited.done():
+            self._exited.set_result(ExitStatus(code, sig))
+
+    def signal(self, sig: int) -> bool:
+        self.signals.append(sig)
+        if self._exited.done() and not self.leftovers:
+            return False
+        if sig == signal.SIGKILL or self.behaviour != "stubborn":
+            self.rt.loop.call_soon(self.exit, None, sig)
+        return True
+
+    def kill(self) -> None:
+        self.killed = True
+        self.leftovers = False
+        self.signal(signal.SIGKILL)
+
+    def finish(self, deadline: float) -> asyncio.Future[None] | None:
+        if not self.leftovers:
+            return None
+        done: asyncio.Future[None] = self.rt.loop.create_future()
+
+        def at_deadline() -> None:
+            self.kill()
+            done.set_result(None)
+
+        self.rt.loop.call_at(deadline, at_deadline)
+        return done
+
+    def oom_killed(self) -> bool:
+        return self.oom
+
+
+@dataclass
+class FakeRuntime:
+    loop: asyncio.AbstractEventLoop
+    logs: LogFiles = field(default_factory=LogFiles)
+    children: list[FakeChild] = field(default_factory=list)
+    # (program name from the environment, health check) -> answer; default healthy
+    health: Callable[[str], bool] = lambda program: True
+    host_busy: float | None = None
+    busy: dict[str, float] = field(default_factory=dict)  # program -> cores each process uses
+    orphans: int = 0
+    installed: bool = False
+    _pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def wall(self) -> float:
+        return WALL_AT_ZERO + self.loop.time()
+
+    def rand(self) -> float:
+        return 0.5  # no jitter: backoff delays are exactly delay * factor**n
+
+    def start(self, spec: SpawnSpec, sink: Sink) -> Child:
+        argv = [str(a) for a in spec.argv]
+        if argv[0] == "missing":
+            raise SpawnFailed(f"[Errno 2] no such executable: {argv[0]!r}")
+        child = FakeChild(self, spec, next(self._pids), sink)
+        self.children.append(child)
+        if argv[0] == "exit":
+            code = int(argv[1])
+            after = float(argv[2]) if len(argv) > 2 else 0.0
+            self.loop.call_later(after, child.exit, code)
+        return child
+
+    async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
+        env = spec.env or {}
+        return self.health(env.get("PROCPILOT_PROGRAM", ""))
+
+    def measure(self, children: Sequence[Child]) -> dict[int, Usage]:
+        """Each child's ``usage``; with ``busy`` set for its program, CPU accrues at that rate."""
+        out = {}
+        now = self.loop.time()
+        for child in children:
+            assert isinstance(child, FakeChild)
+            if child.exited.done():
+                continue
+            cores = self.busy.get(child.program)
+            if cores is not None:
+                used = child.usage or Usage(2**20, 0.0, 0.0)
+                child.usage = Usage(used.rss_bytes,
+                                    used.cpu_user + cores * (now - child.measured_at), 0.0)
+            child.measured_at = now
+            if child.usage is not None:
+                out[child.pid] = child.usage
+        return out
+
+    def host_busy_seconds(self) -> float | None:
+        return self.host_busy
+
+    # What the supervisor needs beyond programs.
+    def install(self) -> None:
+        self.installed = True
+
+    def close(self) -> None:
+        self.logs.close_all()
+
+    @property
+    def reaped_orphans(self) -> int:
+        return self.orphans
+
+    async def wind_down(self, drain_bound: float, output_bound: float) -> None:
+        return None
+
+    # Helpers for tests.
+    def of(self, program: str, index: int = 0) -> list[FakeChild]:
+        """Every process started for PROGRAM:INDEX, oldest first."""
+        return [c for c in self.children if c.program == program
+                and (c.spec.env or {}).get("PROCPILOT_INSTANCE") == str(index)]
+
+    def current(self, program: str, index: int = 0) -> FakeChild:
+        """The newest process of PROGRAM:INDEX."""
+        return self.of(program, index)[-1]
+
