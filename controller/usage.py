@@ -1,19 +1,19 @@
-"""RSS and CPU of each instance's process tree, from one procfs pass per tick.
+"""Which processes belong to which instance, from one procfs pass.
 
-The pass reads only the controller's own subtree (``procfs.subtree``): as a subreaper it
-keeps every descendant of every instance in that subtree, orphans included, so nothing
-relevant is outside it. A full /proc scan would cost in proportion to the whole host instead
-(10 000 unrelated processes made it ~12 % of a core at one pass a second; the subtree walk
-is proportional to what is supervised). On a kernel without the children files the full
-snapshot is used.
+The pass (``ProcessRuntime.measure``) reads only the controller's own subtree
+(``procfs.subtree``): as a subreaper it keeps every descendant of every instance in that
+subtree, orphans included, so nothing relevant is outside it. A full /proc scan would cost
+in proportion to the whole host instead (10 000 unrelated processes made it ~12 % of a core
+at one pass a second; the subtree walk is proportional to what is supervised). On a kernel
+without the children files the full snapshot is used.
 
 Members of an instance are the descendants of its main pid together with every process in
 its process group (pgrp == main pid) and their descendants: a double-forked grandchild is
 re-parented to the controller (a subreaper) but keeps the group, so it still counts.
 
-CPU is accumulated from per-process deltas keyed by (pid, start ticks), so counters stay
-monotonic when processes and whole instances come and go. What a process spends between the
-last sample and its exit is not seen; at one sample a second that is small.
+CPU is accumulated from per-process deltas (``core.cpu``), so counters stay monotonic when
+processes and whole instances come and go. What a process spends between the last sample
+and its exit is not seen; at one sample a second that is small.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc
 
 
@@ -44,24 +43,3 @@ def tree_members(procs: dict[int, Proc], roots: Iterable[int]) -> dict[int, list
             stack.extend(children.get(pid, ()))
         result[root] = [procs[pid] for pid in seen]
     return result
-
-
-class CpuMeter:
-    """Monotonic user/system seconds over a changing set of processes."""
-
-    def __init__(self) -> None:
-        self.user = 0.0
-        self.system = 0.0
-        self._used: CpuTracker[tuple[int, int]] = CpuTracker()
-
-    def add(self, members: Iterable[Proc]) -> None:
-        """Account what each member used since it was last seen (all of it when new)."""
-        for p in members:
-            used = self._used.observe(p.key, p.utime, p.stime)
-            self.user += used.user
-            self.system += used.system
-        self._used.sweep()
-
-    @property
-    def total(self) -> float:
-        return self.user + self.system

@@ -213,3 +213,53 @@ def test_busy_pool_grows_to_max_pinned_holds_idle_shrinks_after_stabilization(
         assert sup.view().programs[0].desired == 1
 
     on_supervisor(tmp_path / "c.yaml", {"pool": POOL}, test)
+
+
+def test_shutdown_while_in_backoff_stops_at_once(tmp_path: Path) -> None:
+    programs = {"slow": {"command": "exit 1", **QUICK,
+                         "restart": {"delay": "1h", "max_delay": "1h"}},
+                "ok": {"command": "serve", **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(2)
+        assert sup.view().programs[1].instances[0].backoff_seconds > 3000
+        started = asyncio.get_running_loop().time()
+        await sup.shutdown()
+        assert asyncio.get_running_loop().time() - started < 1
+        assert states(sup) == {"ok:0": "stopped", "slow:0": "stopped"}
+
+    on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+def test_an_unusable_log_directory_fails_the_start_and_later_groups_still_start(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    programs = {"nolog": {"command": "serve", "priority": 10, **QUICK,
+                          "logs": {"directory": str(blocker / "logs")},
+                          "restart": {"max_restarts": 0}},
+                "after": {"command": "serve", "priority": 20, **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(3)
+        assert states(sup) == {"after:0": "running", "nolog:0": "fatal"}
+        assert [c.program for c in rt.children] == ["after"]  # nothing started for nolog
+
+    on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+@pytest.mark.parametrize(("policy", "code", "ends"), [
+    ("never", 1, "exited"), ("on-failure", 0, "exited"), ("on-failure", 1, "backoff"),
+    ("always", 0, "backoff"),
+])
+def test_restart_policies(tmp_path: Path, policy: str, code: int, ends: str) -> None:
+    programs = {"job": {"command": f"exit {code} 5", **QUICK, "restart": {"policy": policy}}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(5.1)
+        assert states(sup) == {"job:0": ends}
+        reason = sup.view().programs[0].instances[0].last_exit
+        assert reason is not None and reason.reason == "exit"
+
+    on_supervisor(tmp_path / "c.yaml", programs, test)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from procpilot.controller import ctl
-from tests.support.service import ADDRESS, parse, wait_for
+from tests.support.service import ADDRESS, parse, value, wait_for
 
 DEADLINE = 30.0
 
@@ -125,7 +125,7 @@ class Controller:
         return text
 
     def metric(self, name: str, **labels: str) -> float | None:
-        return parse(self.metrics()).get((name, tuple(sorted(labels.items()))))
+        return value(parse(self.metrics()), name, **labels)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

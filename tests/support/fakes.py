@@ -1,5 +1,6 @@
-"""The one fake clock and the fake runtime: programs, the supervisor and pools in-process.
+"""The fake clocks and the fake runtime: programs, the supervisor and pools in-process.
 
+:class:`Clock` is the time source of the pure tests (they pass times in).
 :class:`VirtualTimeLoop` is a real asyncio loop whose clock jumps to the next timer
 instead of sleeping, so a 10 s stop timeout or a 5 minute stabilization window passes at
 once while every callback still runs in the order real time would give it.
@@ -35,6 +36,17 @@ from procpilot.controller.states import ExitStatus
 
 T = TypeVar("T")
 WALL_AT_ZERO = 1_700_000_000.0  # unix time when the virtual clock reads 0
+
+
+class Clock:
+    """A clock that moves only when told: the time source of the pure unit tests."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 class _JumpingSelector(selectors.DefaultSelector):

@@ -26,6 +26,11 @@ def parse(text: str) -> Samples:
     }
 
 
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    """The sample with exactly these labels, None when absent."""
+    return samples.get((metric, tuple(sorted(labels.items()))))
+
+
 @dataclass
 class Service:
     proc: subprocess.Popen[bytes]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.controller import Controller, running
-from tests.support.service import Samples, parse, promtool, promtool_check_metrics, wait_for
+from tests.support.service import Samples, parse, promtool, promtool_check_metrics, value, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,9 +32,6 @@ while True:
 """
 LOG_FIELDS = {"ts", "level", "logger", "msg", "program", "from", "to", "utilization", "reason"}
 
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def pool_state(c: Controller) -> tuple[Samples, dict[str, float | None], str]:

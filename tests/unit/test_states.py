@@ -18,6 +18,7 @@ from procpilot.controller.states import (
     check,
     on_exit,
 )
+from tests.support.fakes import Clock
 
 
 def program(**restart: object) -> ProgramConfig:
@@ -26,17 +27,8 @@ def program(**restart: object) -> ProgramConfig:
     )
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
 def exit_after(
-    clock: FakeClock, uptime: float, code: int | None = 1, sig: int | None = None
+    clock: Clock, uptime: float, code: int | None = 1, sig: int | None = None
 ) -> Exit:
     return Exit(ExitStatus(code, sig), uptime=uptime, time=clock.advance(uptime))
 
@@ -59,7 +51,7 @@ def decide(p: ProgramConfig, e: Exit, cause: Cause | None = None) -> Outcome:
 def test_always_restarts_with_reason(
     uptime: float, code: int | None, sig: int | None, reason: str
 ) -> None:
-    out = decide(program(delay="2s"), exit_after(FakeClock(), uptime, code, sig))
+    out = decide(program(delay="2s"), exit_after(Clock(), uptime, code, sig))
     assert (out.state, out.reason, out.delay, out.restarts) == (State.BACKOFF, reason, 2.0, True)
     assert out.backoff.attempt == 1
 
@@ -75,42 +67,42 @@ def test_always_restarts_with_reason(
 )
 def test_on_failure_respects_exit_codes(code: int | None, sig: int | None, expected: State) -> None:
     p = program(policy="on-failure", exit_codes=[0, 3])
-    out = decide(p, exit_after(FakeClock(), 9, code, sig))
+    out = decide(p, exit_after(Clock(), 9, code, sig))
     assert out.state == expected
 
 
 def test_on_failure_quick_clean_exit_is_done_not_failed() -> None:
     # A one-shot job that succeeds within start_seconds must not be restarted in a loop.
-    out = decide(program(policy="on-failure"), exit_after(FakeClock(), 0.1, 0))
+    out = decide(program(policy="on-failure"), exit_after(Clock(), 0.1, 0))
     assert (out.state, out.reason, out.restarts) == (State.EXITED, "failed_start", False)
 
 
 def test_never_policy_exits() -> None:
-    out = decide(program(policy="never"), exit_after(FakeClock(), 9, None, signal.SIGKILL))
+    out = decide(program(policy="never"), exit_after(Clock(), 9, None, signal.SIGKILL))
     assert (out.state, out.reason) == (State.EXITED, "signal")
 
 
 def test_stop_request_ends_stopped_whatever_the_status() -> None:
-    out = decide(program(), exit_after(FakeClock(), 9, None, signal.SIGKILL), "stop")
+    out = decide(program(), exit_after(Clock(), 9, None, signal.SIGKILL), "stop")
     assert (out.state, out.reason, out.restarts) == (State.STOPPED, "stopped", False)
 
 
 def test_manual_restart_is_immediate_and_leaves_backoff_alone() -> None:
     state = Backoff(attempt=4, restarts=(1.0, 2.0))
-    out = on_exit(program(), exit_after(FakeClock(), 9, 0), "manual", state, rand=0.5)
+    out = on_exit(program(), exit_after(Clock(), 9, 0), "manual", state, rand=0.5)
     assert (out.state, out.reason, out.delay, out.backoff) == (State.STARTING, "manual", 0, state)
     assert out.restarts
 
 
 @pytest.mark.parametrize("cause", ["memory_limit", "health", "oom_kill"])
 def test_controller_causes_restart_even_on_failure_with_clean_code(cause: Cause) -> None:
-    out = decide(program(policy="on-failure"), exit_after(FakeClock(), 9, 0), cause)
+    out = decide(program(policy="on-failure"), exit_after(Clock(), 9, 0), cause)
     assert (out.state, out.reason) == (State.BACKOFF, cause)
 
 
 def test_crash_loop_reaches_fatal_with_fake_clock() -> None:
     p = program(delay="1s", factor=2, max_restarts=3, window="1m")
-    clock, state, seen = FakeClock(), Backoff(), []
+    clock, state, seen = Clock(), Backoff(), []
     while True:
         out = on_exit(p, exit_after(clock, 0.3), None, state, rand=0.5)
         seen.append((out.state, out.delay))

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from procpilot.controller.backoff import Backoff, delay_for, record
 from procpilot.controller.config import Restart
+from tests.support.fakes import Clock
 
 
 def policy(**kw: object) -> Restart:
@@ -52,18 +53,9 @@ def test_delay_is_bounded(
     assert 0 <= delay_for(p, attempt, rand) <= p.max_delay
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
 def test_crash_loop_backs_off_then_gives_up() -> None:
     p = policy(delay=1, factor=2, max_delay=60, max_restarts=3, window="1m")
-    clock, state, delays = FakeClock(), Backoff(), []
+    clock, state, delays = Clock(), Backoff(), []
     for _ in range(3):
         verdict = record(state, p, now=clock.advance(0.1), uptime=0.1, rand=0.5)
         assert not verdict.give_up
@@ -76,7 +68,7 @@ def test_crash_loop_backs_off_then_gives_up() -> None:
 
 def test_restarts_older_than_window_do_not_count() -> None:
     p = policy(delay=1, max_restarts=2, window="10s", reset_after="1h")
-    clock, state = FakeClock(), Backoff()
+    clock, state = Clock(), Backoff()
     for _ in range(10):
         verdict = record(state, p, now=clock.advance(6), uptime=5, rand=0.5)
         assert not verdict.give_up  # at most two restarts within any 10 s
@@ -86,7 +78,7 @@ def test_restarts_older_than_window_do_not_count() -> None:
 
 def test_long_uptime_resets_the_sequence() -> None:
     p = policy(delay=1, factor=3, reset_after="1m", max_restarts=100)
-    clock, state = FakeClock(), Backoff()
+    clock, state = Clock(), Backoff()
     for _ in range(3):
         state = record(state, p, now=clock.advance(1), uptime=1, rand=0.5).backoff
     assert state.attempt == 3

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from procpilot.controller.metrics import ControllerCollector, make_registry
 from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, InstanceView, PoolView, ProgramView
-from tests.support.service import Samples, parse
+from tests.support.service import Samples, parse, value
 
 POOL_METRICS = (
     "procpilot_pool_workers",
@@ -45,9 +45,6 @@ def series(samples: Samples, program: str) -> Samples:
     return {k: v for k, v in samples.items()
             if k[0].startswith("procpilot_pool_") and ("program", program) in k[1]}
 
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def test_only_programs_with_autoscale_have_pool_series() -> None:

@@ -34,6 +34,7 @@ from tests.support.service import (
     promtool,
     promtool_check_metrics,
     start,
+    value,
     wait_for,
 )
 
@@ -46,9 +47,6 @@ groups:
     comm: [pp-never-runs]
 """
 
-
-def value(samples: Samples, metric: str, **labels: str) -> float | None:
-    return samples.get((metric, tuple(sorted(labels.items()))))
 
 
 def states_in_proc() -> Counter[str]:
