@@ -1,4 +1,4 @@
-"""Simulate the pool autoscaler against synthetic load and compare it with the design note's rule.
+"""Simulate the pool autoscaler against synthetic load and compare it with a step rule.
 
 Run: .venv/bin/python benchmarks/autoscale_sim.py [--json] [--host-cores N] [--seed N]
 
@@ -12,8 +12,9 @@ The model, one step per simulated second:
   new workers start at once, stopped ones (newest first) vanish at once.
 
 Yardstick: the needed count is ceil(load / 0.7 cores) clamped to [min, max], the pool's
-target. The pool and host follow the design note's defaults (min 2, max 8 workers, 70 %
-CPU target) on a host with one core per worker at max (8 cores).
+target. The pool has min 2, max 8 workers and a 70 % CPU target, on a host with one core per
+worker at max (8 cores). The step rule compared with it is the simplest a supervisor could
+have: one worker more above 70 % host CPU, one fewer below 35 %.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Ours:
 
 
 @dataclass
-class DesignNoteRule:
+class StepRule:
     """One worker up when host CPU is above the target, one down when below half of it."""
 
     cores: int
@@ -189,7 +190,7 @@ def controllers(cores: int) -> dict[str, Callable[[], Controller]]:
         "ours, stabilization 60s": lambda: Ours(
             replace(POLICY, scale_down_stabilization_seconds=60)),
         "ours, metric: system": lambda: Ours(replace(POLICY, metric="system")),
-        "design note rule": lambda: DesignNoteRule(cores),
+        "step rule": lambda: StepRule(cores),
     }
 
 

@@ -9,7 +9,7 @@ every /proc/<pid>/stat (the floor for any exporter written in Python), one
 psutil.process_iter pass, procpilot's ProcReader.snapshot() alone, and procpilot's
 whole scrape without HTTP. The start of each round rotates so no tool always runs
 right after another. Afterwards, print per N the median and p90 of each, ratios, each
-exporter's CPU time per scrape and memory (VmRSS, VmHWM), and the issue's targets;
+exporter's CPU time per scrape and memory (VmRSS, VmHWM), and the targets below;
 --profile K adds a cProfile of K in-process scrapes, --json prints it all as JSON.
 
     .venv/bin/python benchmarks/exporter_scrape.py [--sizes 2000,10000] [--rounds 15]
@@ -64,7 +64,7 @@ BARE = "bare stat loop"
 NODE = "node_exporter processes"
 PROCESS_EXPORTER = "process-exporter"
 
-# The goals at 10,000 processes, all collectors on.
+# Targets at 10,000 processes, all collectors on: within 1.5x of the bare stat loop, 60 MiB.
 TARGET_BARE_RATIO = 1.5
 TARGET_RSS_KIB = 60 * 1024
 

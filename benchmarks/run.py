@@ -2,7 +2,7 @@
 
 Names: exporter (scrape time and RSS against process-exporter and node_exporter),
 restart (crash-to-restart latency against supervisord), idle-cpu (controller CPU with 200
-idle instances), autoscale (the pool policy simulated against the design note's rule),
+idle instances), autoscale (the pool policy simulated against a step rule),
 ctl-startup (procpilotctl --help against a bare interpreter start).
 With no name, all run (about 10 minutes on a 2-core machine).
 """

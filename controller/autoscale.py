@@ -60,7 +60,7 @@ _FLOAT_SLACK = 1e-9
 
 @dataclass(frozen=True)
 class Policy:
-    """One pool's autoscale settings; defaults follow the issue and the HPA defaults."""
+    """One pool's autoscale settings; the defaults are the Kubernetes HPA's."""
 
     min_workers: int
     max_workers: int
@@ -223,7 +223,8 @@ def _estimate(
     if isinstance(measurement, HostSample):
         if current < 1:
             return _Estimate(None, None, "no_ready_workers")
-        # All of the host's CPU is charged to the pool, as in the original design note.
+        # All of the host's CPU is charged to the pool: `metric: system` is for hosts
+        # that run little else, where the pool is what keeps them busy.
         utilization = measurement.cpu_cores / current / policy.cpu_target_cores
         return _recommend(policy, current, utilization, running=current, missing=0)
 

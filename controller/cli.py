@@ -9,7 +9,6 @@ import sys
 from procpilot.controller import config
 from procpilot.controller.metrics import ControllerCollector, make_registry
 from procpilot.controller.runtime import ProcessRuntime
-from procpilot.controller.states import State
 from procpilot.controller.supervisor import Supervisor
 from procpilot.core.configfile import ConfigError
 from procpilot.core.procfs import FS
@@ -39,7 +38,7 @@ async def run(args: argparse.Namespace, cfg: config.ControllerConfig,
               web_config: WebConfig | None) -> int:
     runtime = ProcessRuntime(asyncio.get_running_loop(), FS.at())
     supervisor = Supervisor(cfg, args.config_file, runtime, args.control_socket)
-    registry = make_registry(ControllerCollector(supervisor.view_threadsafe, list(State)))
+    registry = make_registry(ControllerCollector(supervisor.view_threadsafe))
     try:
         server = SERVICE.serve(args, registry, web_config)
     except StartError as e:

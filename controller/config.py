@@ -30,7 +30,7 @@ from pydantic import (
 from procpilot.controller.autoscale import Policy
 from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, PROGRAM_NAME
 from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
-from procpilot.core.units import parse_duration, parse_size
+from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
 
 __all__ = [
@@ -42,14 +42,14 @@ RESERVED_NAMES = frozenset({ALL})
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|[ywdhms]))+\s*$|^\s*\d+(\.\d+)?\s*$"},
+        {"type": "string", "pattern": DURATION_PATTERN},
     ],
     "description": "Duration: 500ms, 10s, 1m30s, 1h, or a number of seconds.",
 }
 _SIZE_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(([KkMmGgTtPp][Ii]?)?[Bb])?\s*$"},
+        {"type": "string", "pattern": SIZE_PATTERN},
     ],
     "description": "Size: 4096, 512MiB, 1GB, 1.5GiB.",
 }

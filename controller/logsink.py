@@ -141,9 +141,6 @@ class LogFiles:
             f = self._files[path] = RotatingFile(path, max_size, backups)
         return f
 
-    def paths(self) -> list[str]:
-        return list(self._files)
-
     def reopen_all(self) -> None:
         for f in self._files.values():
             f.reopen()

@@ -37,7 +37,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from procpilot.controller.backoff import Backoff, record
 from procpilot.controller.config import ProgramConfig
@@ -86,6 +86,8 @@ Reason = Literal[
     "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual", "stopped"
 ]
 """How an exit is reported: last_exit.reason, and the reason label of restarts_total."""
+RESTART_REASONS: tuple[str, ...] = tuple(r for r in get_args(Reason) if r != "stopped")
+"""The reasons an exit can be counted as a restart with (a stop is not a restart)."""
 
 
 def check(old: State, new: State) -> None:

@@ -149,10 +149,10 @@ class Supervisor:
     def _add(self, name: str, cfg: ProgramConfig) -> Program:
         program = self.programs[name] = Program(name, cfg, self.rt)
         program.ensure_instances()
-        self._rescale(program)
+        self._restart_scaler(program)
         return program
 
-    def _rescale(self, program: Program) -> None:
+    def _restart_scaler(self, program: Program) -> None:
         """(Re)start the autoscaler of a pool, after it was added or its config changed."""
         old = self.scalers.pop(program.name, None)
         if old is not None:
@@ -166,7 +166,7 @@ class Supervisor:
         if scaler is not None:
             scaler.close()
         await program.reconfigure(cfg)
-        self._rescale(program)
+        self._restart_scaler(program)
 
     async def _start_groups(self, programs: Iterable[Program]) -> None:
         """Autostart programs by ascending priority, each group after the previous settled."""

@@ -44,64 +44,72 @@ _IEC_DISPLAY = (
     ("KiB", 1024),
 )
 
-_NUMBER = r"\d+(?:\.\d+)?|\.\d+"
-_PLAIN = re.compile(rf"(?:{_NUMBER})")
-_DURATION_PART = re.compile(rf"({_NUMBER})(ms|[ywdhms])")
-_SIZE = re.compile(rf"({_NUMBER})\s*([A-Za-z]*)")
-# Order in which duration units must appear; "ms" comes after "s".
+# The grammar, as regular expressions that are also the JSON Schema patterns of the config
+# files (so an editor and the parser accept the same strings). Digits are ASCII only, and
+# the patterns are written in the subset JavaScript and Python regexes share.
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+"
+# Order in which duration units must appear, each at most once; "ms" comes after "s".
 _DURATION_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+DURATION_PATTERN = (
+    rf"^\s*(?:{_NUMBER}|(?=[0-9.])"
+    + "".join(rf"(?:(?:{_NUMBER}){unit})?" for unit in _DURATION_ORDER)
+    + r")\s*$"
+)
+_SIZE_UNIT = "|".join(
+    "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in unit) for unit in SIZE_UNITS
+)
+SIZE_PATTERN = rf"^\s*(?:{_NUMBER})\s*(?:{_SIZE_UNIT})?\s*$"
+
+_PLAIN = re.compile(_NUMBER)
+_DURATION = re.compile(DURATION_PATTERN)
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|[ywdhms])")
+_SIZE = re.compile(SIZE_PATTERN)
+_SIZE_PART = re.compile(rf"({_NUMBER})\s*([A-Za-z]*)")
 _DURATION_HINT = "expected a duration like 500ms, 10s, 1m30s, 1h or a number of seconds"
 _SIZE_HINT = "expected a size like 4096, 512MiB, 1GB or 1.5GiB"
 
 
-def _number(value: object, hint: str) -> Decimal | None:
-    """A plain non-negative number, or None when value is a string with units."""
-    if isinstance(value, bool):
+def _checked(value: object, grammar: re.Pattern[str], hint: str) -> Decimal | str:
+    """A YAML number as a Decimal, or a string the grammar accepts, stripped."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{value!r}: {hint}")
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{value!r}: must be a finite number >= 0 ({hint})")
         return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r}: {hint}")
     text = value.strip()
     if text.startswith("-"):
         raise ValueError(f"{value!r}: must not be negative ({hint})")
-    return Decimal(text) if _PLAIN.fullmatch(text) else None
+    if not grammar.match(value):
+        raise ValueError(f"{value!r}: {hint}")
+    return text
 
 
 def parse_duration(value: object) -> float:
     """Seconds in a duration string or plain number; ValueError naming the input otherwise."""
-    plain = _number(value, _DURATION_HINT)
-    if plain is not None:
-        return float(plain)
-    text = str(value).strip()
+    hint = f"{_DURATION_HINT} (units y w d h m s ms, largest first, each once)"
+    text = _checked(value, _DURATION, hint)
+    if isinstance(text, Decimal):
+        return float(text)
+    if _PLAIN.fullmatch(text):
+        return float(Decimal(text))
     total = Decimal(0)
-    position = 0
-    last_rank = -1
-    for match in _DURATION_PART.finditer(text):
-        rank = _DURATION_ORDER.index(match.group(2))
-        if match.start() != position or rank <= last_rank:
-            break
-        multiplier = Decimal("0.001") if match.group(2) == "ms" else DURATION_UNITS[match.group(2)]
-        total += Decimal(match.group(1)) * multiplier
-        position, last_rank = match.end(), rank
-    if position == 0 or position != len(text):
-        raise ValueError(f"{value!r}: {_DURATION_HINT} (units y w d h m s ms, largest first)")
+    for number, unit in _DURATION_PART.findall(text):
+        multiplier = Decimal("0.001") if unit == "ms" else DURATION_UNITS[unit]
+        total += Decimal(number) * multiplier
     return float(total)
 
 
 def parse_size(value: object) -> int:
     """Bytes in a size string or plain number, rounded to a whole byte; ValueError otherwise."""
-    plain = _number(value, _SIZE_HINT)
-    if plain is not None:
-        return int(plain.to_integral_value(ROUND_HALF_EVEN))
-    match = _SIZE.fullmatch(str(value).strip())
-    multiplier = SIZE_UNITS.get(match.group(2).lower()) if match else None
-    if match is None or multiplier is None:
-        units = "B kB MB GB TB PB KiB MiB GiB TiB PiB"
-        raise ValueError(f"{value!r}: {_SIZE_HINT} (units {units})")
-    return int((Decimal(match.group(1)) * multiplier).to_integral_value(ROUND_HALF_EVEN))
+    hint = f"{_SIZE_HINT} (units B kB MB GB TB PB KiB MiB GiB TiB PiB)"
+    text = _checked(value, _SIZE, hint)
+    if isinstance(text, Decimal):
+        return int(text.to_integral_value(ROUND_HALF_EVEN))
+    match = _SIZE_PART.fullmatch(text)
+    assert match is not None  # the grammar matched
+    multiplier = SIZE_UNITS[match[2].lower()] if match[2] else 1
+    return int((Decimal(match[1]) * multiplier).to_integral_value(ROUND_HALF_EVEN))
 
 
 def format_duration(seconds: float) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from procpilot.core.metricdef import Family
 
 try:
     __version__ = version("procpilot")
@@ -13,12 +15,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 
-def build_info(prefix: str) -> GaugeMetricFamily:
-    """The constant-1 ``<prefix>_build_info`` gauge both services export."""
-    info = GaugeMetricFamily(
-        f"{prefix}_build_info",
-        "A metric with a constant '1' value labeled by version and Python version.",
-        labels=["version", "python"],
-    )
+def build_info(family: Family) -> Metric:
+    """The constant-1 build info gauge both services export, labeled version and python."""
+    info = family.new()
     info.add_metric([__version__, platform.python_version()], 1)
     return info

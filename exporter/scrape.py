@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as RegistryCollector
 
-from procpilot.core.procfs import ProcReader
+from procpilot.core.procfs import ProcReader, ReadErrors
 from procpilot.core.version import build_info
+from procpilot.exporter import families
 from procpilot.exporter.collectors import COLLECTORS, Collector, Drops
 from procpilot.exporter.config import ExporterConfig
 
@@ -32,7 +32,7 @@ class ScrapeCollector(RegistryCollector):
         self._lock = threading.Lock()
         self._result: list[Metric] = []
         self._done_at = float("-inf")
-        self._read_errors = {"vanished": 0, "permission": 0, "parse": 0}
+        self._read_errors = dict.fromkeys(ReadErrors._fields, 0)
         self.configure(config)
 
     def configure(self, config: ExporterConfig) -> None:
@@ -54,16 +54,8 @@ class ScrapeCollector(RegistryCollector):
             return iter(self._result)
 
     def _gather(self) -> Iterator[Metric]:
-        duration = GaugeMetricFamily(
-            "procpilot_exporter_collector_duration_seconds",
-            "Time each collector took in this scrape.",
-            labels=["collector"],
-        )
-        success = GaugeMetricFamily(
-            "procpilot_exporter_collector_success",
-            "1 if the collector succeeded in this scrape.",
-            labels=["collector"],
-        )
+        duration = families.COLLECTOR_DURATION.new()
+        success = families.COLLECTOR_SUCCESS.new()
         started = time.perf_counter()
         try:
             snap = self.reader.snapshot()
@@ -71,11 +63,7 @@ class ScrapeCollector(RegistryCollector):
             fields = {"root": self.reader.fs.root, "err": e}
             log.error("cannot read procfs", extra={"fields": fields})
             snap = None
-        yield GaugeMetricFamily(
-            "procpilot_exporter_snapshot_duration_seconds",
-            "Time taken to read /proc/<pid>/stat of every process in this scrape.",
-            value=time.perf_counter() - started,
-        )
+        yield families.SNAPSHOT_DURATION.of(time.perf_counter() - started)
         if snap is not None:
             for reason, n in snap.errors._asdict().items():
                 self._read_errors[reason] += n
@@ -92,13 +80,9 @@ class ScrapeCollector(RegistryCollector):
             success.add_metric([name], 1 if ok else 0)
         yield duration
         yield success
-        errors = CounterMetricFamily(
-            "procpilot_exporter_procfs_read_errors",
-            "Processes skipped while reading procfs: vanished, permission denied, unparsable.",
-            labels=["reason"],
-        )
+        errors = families.READ_ERRORS.new()
         for reason, n in self._read_errors.items():
             errors.add_metric([reason], n)
         yield errors
         yield self.drops.metric()
-        yield build_info("procpilot_exporter")
+        yield build_info(families.BUILD_INFO)

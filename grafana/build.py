@@ -1,8 +1,9 @@
 """Build the two Grafana dashboards: python grafana/build.py writes the JSON files beside it.
 
 The JSON is generated so that every panel shares one layout, one datasource variable and
-one set of defaults; edit the panels here, not in the JSON (tests/deploy fails while the
-JSON files are out of date, and checks every query against the metrics contract).
+one set of defaults; edit the panels here, not in the JSON, then run ./dev generate
+(tests/deploy fails while the JSON files are out of date, and checks every query against
+the declared metric families). A panel that shows one family describes it with its help.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from procpilot.controller.families import POOL_AT_MAX
 
 Panel = dict[str, Any]
 Query = tuple[str, str]  # (PromQL, legend format)
@@ -570,8 +573,8 @@ def controller_dashboard() -> dict[str, Any]:
         timeseries(
             "At max",
             "short",
-            (f"procpilot_pool_at_max{{{PROGRAM}}}", "{{program}}"),
-            description="1 while the pool runs its maximum number of workers.",
+            (f"{POOL_AT_MAX.name}{{{PROGRAM}}}", "{{program}}"),
+            description=POOL_AT_MAX.help,
             max_value=1,
         ),
     ]

@@ -15,6 +15,7 @@ from procpilot.core.procfs import Snapshot
 from procpilot.exporter.collectors import groups, orphans, summary, top, zombies
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.families import COLLECTOR_NAMES
 
 
 class Collector(Protocol):
@@ -23,12 +24,10 @@ class Collector(Protocol):
 
 Factory = Callable[[ExporterConfig, Drops], Collector]
 
-COLLECTORS: dict[str, Factory] = {
-    "summary": summary.Summary,
-    "zombies": zombies.Zombies,
-    "orphans": orphans.Orphans,
-    "groups": groups.Groups,
-    "top": top.Top,
-}
+COLLECTORS: dict[str, Factory] = dict(zip(
+    COLLECTOR_NAMES,
+    (summary.Summary, zombies.Zombies, orphans.Orphans, groups.Groups, top.Top),
+    strict=True,
+))
 
 __all__ = ["COLLECTORS", "Collector", "Drops", "Factory"]

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc, Snapshot
+from procpilot.exporter import families
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import PLACEHOLDER, ExporterConfig, Group
 
@@ -142,32 +142,12 @@ class Groups:
         if not self.matcher.groups:
             return
         totals = self._assign(snap)
-        count = GaugeMetricFamily(
-            "procpilot_group_processes", "Processes in each configured group.", labels=["group"]
-        )
-        rss = GaugeMetricFamily(
-            "procpilot_group_resident_memory_bytes",
-            "Resident memory summed over each group.",
-            labels=["group"],
-        )
-        threads = GaugeMetricFamily(
-            "procpilot_group_threads", "Threads in each group.", labels=["group"]
-        )
-        oldest = GaugeMetricFamily(
-            "procpilot_group_oldest_start_time_seconds",
-            "Unix time the oldest member of each group started.",
-            labels=["group"],
-        )
-        cpu = CounterMetricFamily(
-            "procpilot_group_cpu_seconds",
-            "CPU used by each group's members, kept when members exit.",
-            labels=["group", "mode"],
-        )
-        per_process = GaugeMetricFamily(
-            "procpilot_process_resident_memory_bytes",
-            "Resident memory of each process of groups that opt in (capped by max_series).",
-            labels=["group", "pid"],
-        )
+        count = families.GROUP_PROCESSES.new()
+        rss = families.GROUP_RESIDENT_MEMORY.new()
+        threads = families.GROUP_THREADS.new()
+        oldest = families.GROUP_OLDEST.new()
+        cpu = families.GROUP_CPU.new()
+        per_process = families.PROCESS_RESIDENT_MEMORY.new()
         for name, t in totals.items():
             count.add_metric([name], t.processes)
             rss.add_metric([name], t.rss)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Proc, Snapshot
+from procpilot.exporter import families
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
 
@@ -46,11 +46,7 @@ class Orphans:
             if p.comm not in self.exclude and is_orphan(p, snap.procs):
                 key = (p.comm, snap.user(p))
                 counts[key] = counts.get(key, 0) + 1
-        family = GaugeMetricFamily(
-            "procpilot_orphan_processes",
-            "Processes whose session leader is gone and that were re-parented (see README).",
-            labels=["name", "user"],
-        )
+        family = families.ORPHANS.new()
         for (name, user), n in counts.items():
             family.add_metric([name, user], n)
         yield family

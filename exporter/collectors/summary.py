@@ -4,36 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Snapshot
+from procpilot.exporter import families
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
-
-# proc(5) state letters; 'x' is the older spelling of dead. Anything else (W, P, K, ...) is "other".
-STATE_NAMES = {
-    "R": "running",
-    "S": "sleeping",
-    "D": "disk_sleep",
-    "T": "stopped",
-    "t": "tracing_stop",
-    "Z": "zombie",
-    "X": "dead",
-    "x": "dead",
-    "I": "idle",
-}
-STATES = (
-    "running",
-    "sleeping",
-    "disk_sleep",
-    "stopped",
-    "tracing_stop",
-    "zombie",
-    "dead",
-    "idle",
-    "other",
-)
+from procpilot.exporter.families import STATE_NAMES, STATES
 
 
 class Summary:
@@ -47,15 +24,9 @@ class Summary:
             counts[STATE_NAMES.get(p.state, "other")] += 1
             threads += p.num_threads
             rss += p.rss_bytes
-        by_state = GaugeMetricFamily(
-            "procpilot_processes", "Processes on the host by state.", labels=["state"]
-        )
+        by_state = families.PROCESSES.new()
         for state, n in counts.items():
             by_state.add_metric([state], n)
         yield by_state
-        yield GaugeMetricFamily("procpilot_threads", "Threads on the host.", value=threads)
-        yield GaugeMetricFamily(
-            "procpilot_processes_resident_memory_bytes",
-            "Resident memory summed over all processes (shared pages count once per process).",
-            value=rss,
-        )
+        yield families.THREADS.of(threads)
+        yield families.RESIDENT_MEMORY.of(rss)

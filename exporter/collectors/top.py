@@ -8,11 +8,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc, Snapshot
+from procpilot.exporter import families
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
 
@@ -48,20 +48,12 @@ class Top:
         rates = cpu_rates(procs, snap.taken_at, self._used, self._prev_at)
         self._prev_at = snap.taken_at
 
-        memory = GaugeMetricFamily(
-            "procpilot_top_process_resident_memory_bytes",
-            "Resident memory of the N largest processes.",
-            labels=["pid", "name"],
-        )
+        memory = families.TOP_MEMORY.new()
         for p in heapq.nlargest(self.n, procs, key=lambda p: p.rss_bytes):
             memory.add_metric([str(p.pid), p.comm], p.rss_bytes)
         yield memory
 
-        cpu = GaugeMetricFamily(
-            "procpilot_top_process_cpu_usage_ratio",
-            "CPU of the N busiest processes since the previous scrape, in cores.",
-            labels=["pid", "name"],
-        )
+        cpu = families.TOP_CPU.new()
         for rate, p in heapq.nlargest(self.n, rates, key=lambda r: r[0]):
             cpu.add_metric([str(p.pid), p.comm], rate)
         yield cpu

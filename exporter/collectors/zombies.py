@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Snapshot
+from procpilot.exporter import families
 from procpilot.exporter.collectors.drops import Drops
 from procpilot.exporter.config import ExporterConfig
 
@@ -26,16 +26,8 @@ class Zombies:
             name = parent.comm if parent else "unknown"
             count[name] = count.get(name, 0) + 1
             oldest[name] = min(oldest.get(name, p.start_time), p.start_time)
-        zombies = GaugeMetricFamily(
-            "procpilot_zombie_processes",
-            "Zombie processes by the name of the parent that has not reaped them.",
-            labels=["parent"],
-        )
-        started = GaugeMetricFamily(
-            "procpilot_zombie_oldest_start_time_seconds",
-            "Unix time the oldest zombie of each parent started.",
-            labels=["parent"],
-        )
+        zombies = families.ZOMBIES.new()
+        started = families.ZOMBIE_OLDEST.new()
         for name, n in count.items():
             zombies.add_metric([name], n)
             started.add_metric([name], oldest[name])

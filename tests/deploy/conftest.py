@@ -22,11 +22,8 @@ def promtool() -> str:
 
 @pytest.fixture
 def schemas() -> Path:
-    """prometheus-operator CRD schemas, in shared/ beside the repository (as in CI)."""
-    path = REPO.parent / "shared" / "schemas"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found: the ServiceMonitor/PrometheusRule schemas live there")
-    return path
+    """prometheus-operator CRD schemas, kept beside these tests (see schemas/README.md)."""
+    return Path(__file__).parent / "schemas"
 
 
 def load_script(path: Path) -> ModuleType:

@@ -1,27 +1,21 @@
-"""The metrics contract the operations files may use: metric names, their labels, and the
-label values the contract enumerates. The one place tests/deploy reads it from.
+"""The metrics contract the operations files may use, read from the family declarations:
+metric names, their labels, and the closed sets of label values.
 
-Names and labels come from the README's metric reference tables (rows of the form
-| `procpilot_...` | type | labels | meaning |). ISSUE_CONTRACT lists the controller and pool
-metrics as the issue texts name them, so a test can check the README documents every one.
+PROMISED lists the controller and pool metrics the dashboards, alerts and users were
+promised by name, so a test can check that every one is still declared.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-from procpilot.controller.metrics import RESTART_REASONS
-from procpilot.controller.states import State
-from procpilot.exporter.collectors import summary
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-ROW = re.compile(r"^\|\s*`(?P<name>procpilot_\w+)`\s*\|[^|]*\|(?P<labels>[^|]*)\|", re.MULTILINE)
+from procpilot.controller import families as controller
+from procpilot.core.metricdef import Family
+from procpilot.exporter import families as exporter
 
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = frozenset({"instance", "job"})
+JOBS = frozenset({"procpilot-exporter", "procpilot-controller"})
 
-ISSUE_CONTRACT: dict[str, frozenset[str]] = {
+PROMISED: dict[str, frozenset[str]] = {
     name: frozenset(labels)
     for name, labels in {
         # Controller
@@ -51,27 +45,11 @@ ISSUE_CONTRACT: dict[str, frozenset[str]] = {
     }.items()
 }
 
-
-def readme_metrics(text: str) -> dict[str, frozenset[str]]:
-    """Metric -> labels from the README tables; notes in parentheses are not labels."""
-    out = {}
-    for m in ROW.finditer(text):
-        cell = re.sub(r"\([^)]*\)", "", m["labels"])
-        out[m["name"]] = frozenset(part.split()[0] for part in cell.split(",") if part.strip())
-    return out
-
-
-DOCUMENTED = readme_metrics(README.read_text())
-# Prometheus's own per-target series is the one name not in the tables.
-METRICS: dict[str, frozenset[str]] = DOCUMENTED | {"up": frozenset()}
-
-# Label values the services export (read from the code that exports them); a selector
-# using another value would never match.
+DECLARED: tuple[Family, ...] = exporter.ALL + controller.ALL
+# Prometheus's own per-target series is the one name not declared here.
+METRICS: dict[str, frozenset[str]] = {f.name: frozenset(f.labels) for f in DECLARED} | {
+    "up": frozenset()}
+# Label values the services export; a selector using another value would never match.
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
-    ("procpilot_processes", "state"): frozenset(summary.STATES),
-    ("procpilot_program_state", "state"): frozenset(s.value for s in State),
-    ("procpilot_program_restarts_total", "reason"): frozenset(RESTART_REASONS),
-    ("procpilot_controller_config_reloads_total", "result"): frozenset({"success", "failure"}),
-    ("procpilot_group_cpu_seconds_total", "mode"): frozenset({"user", "system"}),
-    ("up", "job"): frozenset({"procpilot-exporter", "procpilot-controller"}),
-}
+    (f.name, label): frozenset(values) for f in DECLARED for label, values in f.values.items()
+} | {("up", "job"): JOBS}

@@ -33,11 +33,8 @@ def test_copied_sources_exist_in_the_build_context() -> None:
     assert [s for s in sources if not (REPO / s).exists()] == []
 
 
-def test_base_ports_and_user() -> None:
-    ops = instructions()
-    assert all(re.match(r"python:3\.11-slim", args) for op, args in ops if op == "FROM")
-    assert [args for op, args in ops if op == "EXPOSE"] == ["10120 10121"]
-    users = [args for op, args in ops if op == "USER"]
+def test_the_image_does_not_run_as_root() -> None:
+    users = [args for op, args in instructions() if op == "USER"]
     assert users and users[-1] not in {"root", "0"}
 
 

@@ -17,24 +17,6 @@ GRAFANA = REPO / "grafana"
 BUILD = load_script(GRAFANA / "build.py")
 FILES = sorted(BUILD.DASHBOARDS)
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), *(?P<label>\w+)\)$")
-ROWS = {
-    "procpilot-exporter.json": [
-        "Summary",
-        "Zombies & orphans",
-        "Groups",
-        "Top processes",
-        "Exporter",
-    ],
-    "procpilot-controller.json": [
-        "Program states",
-        "Restarts & backoff",
-        "Memory & CPU",
-        "Pools",
-        "Controller",
-    ],
-}
-
-
 def load(filename: str) -> dict[str, Any]:
     board: dict[str, Any] = json.loads((GRAFANA / filename).read_text())
     return board
@@ -66,11 +48,6 @@ def queries(filename: str) -> Iterator[tuple[str, str]]:
 ALL_QUERIES = [q for f in FILES for q in queries(f)]
 
 
-@pytest.mark.parametrize("filename", FILES)
-def test_json_is_what_build_py_writes(filename: str) -> None:
-    expected = BUILD.render(BUILD.DASHBOARDS[filename]())
-    assert (GRAFANA / filename).read_text() == expected, "run: python grafana/build.py"
-
 
 @pytest.mark.parametrize("filename", FILES)
 def test_dashboard_shape(filename: str) -> None:
@@ -80,8 +57,6 @@ def test_dashboard_shape(filename: str) -> None:
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["instance"]["type"] == "query"
-    rows = [p["title"] for p in panels(board) if p["type"] == "row"]
-    assert rows == ROWS[filename]
     ids = [p["id"] for p in panels(board)]
     assert len(ids) == len(set(ids))
 

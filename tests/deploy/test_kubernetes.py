@@ -14,7 +14,7 @@ import yaml
 
 from procpilot.exporter import config as exporter_config
 
-from .conftest import REPO, load_script
+from .conftest import REPO
 
 KUBE = REPO / "deploy" / "kubernetes"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
@@ -85,12 +85,6 @@ def test_prometheusrule_groups_are_those_of_alerts_yml() -> None:
     alerts = yaml.safe_load(ALERTS.read_text())
     assert MANIFESTS["PrometheusRule"]["spec"]["groups"] == alerts["groups"]
 
-
-def test_prometheusrule_is_what_the_build_script_writes() -> None:
-    build = load_script(KUBE / "build_prometheusrule.py")
-    expected = build.render(ALERTS.read_text())
-    actual = (KUBE / "prometheusrule.yaml").read_text()
-    assert actual == expected, "run: python deploy/kubernetes/build_prometheusrule.py"
 
 
 def test_daemonset_reads_host_proc_read_only_without_root() -> None:

@@ -7,7 +7,6 @@ from dataclasses import replace
 from prometheus_client import generate_latest
 
 from procpilot.controller.metrics import ControllerCollector, make_registry
-from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, InstanceView, PoolView, ProgramView
 from tests.support.service import Samples, parse, value
 
@@ -37,7 +36,7 @@ FRESH_POOL = PoolView(min=1, max=4, pinned=None, utilization=None, desired=1,
 
 def scrape(*programs: ProgramView) -> Samples:
     view = ControllerView(programs=programs, reaped_processes=0, reloads={})
-    collector = ControllerCollector(lambda: view, [s.value for s in State])
+    collector = ControllerCollector(lambda: view)
     return parse(generate_latest(make_registry(collector)).decode())
 
 

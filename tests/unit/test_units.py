@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -134,3 +139,48 @@ def test_format_size(size: int, text: str) -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "controller" / "config.schema.json").read_text())
+DURATION_FIELD = SCHEMA["$defs"]["Restart"]["properties"]["delay"]
+SIZE_FIELD = SCHEMA["$defs"]["Logs"]["properties"]["max_size"]
+# Strings near the grammar: numbers, unit letters in both cases, dots, signs, spaces, and
+# a few characters that only look like digits or spaces.
+NEAR = st.text(alphabet="0123456789.ymwdhsbBkKmMgGiIpPtT -+\t\n\u0663\u00a0e", max_size=12)
+
+
+def accepts(schema: dict[str, object], value: str) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+def parses(parse: Callable[[object], object], value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+@given(NEAR)
+def test_shipped_duration_schema_accepts_what_the_parser_accepts(value: str) -> None:
+    assert accepts(DURATION_FIELD, value) == parses(parse_duration, value)
+
+
+@given(NEAR)
+def test_shipped_size_schema_accepts_what_the_parser_accepts(value: str) -> None:
+    assert accepts(SIZE_FIELD, value) == parses(parse_size, value)
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("1s1m", False), (".5s", True), ("1m30s", True), ("1ms", True), ("1m1ms", True),
+    ("\u0663s", False), ("", False), ("s", False),
+])
+def test_duration_grammar_edges(value: str, accepted: bool) -> None:
+    assert accepts(DURATION_FIELD, value) == parses(parse_duration, value) == accepted
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    (".5MiB", True), ("1 kb", True), ("1KIB", True), ("1iB", False), ("5 5", False),
+])
+def test_size_grammar_edges(value: str, accepted: bool) -> None:
+    assert accepts(SIZE_FIELD, value) == parses(parse_size, value) == accepted

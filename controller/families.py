@@ -1,0 +1,107 @@
+"""Every metric family the controller publishes, declared once (see core/metricdef.py)."""
+
+from __future__ import annotations
+
+from procpilot.controller.states import RESTART_REASONS, State
+from procpilot.core.metricdef import Family
+
+STATES = tuple(s.value for s in State)
+CPU_MODES = ("user", "system")
+RELOAD_RESULTS = ("success", "failure")
+SCALE_DIRECTIONS = ("up", "down")
+
+PROGRAM_STATE = Family(
+    "procpilot_program_state", "gauge", "One-hot program state (see the README's states).",
+    ("program", "state"), {"state": STATES})
+PROGRAM_INSTANCES = Family(
+    "procpilot_program_instances", "gauge", "Instances running.", ("program",))
+PROGRAM_DESIRED = Family(
+    "procpilot_program_desired_instances", "gauge",
+    "Instances wanted (for pools: the autoscaler's or the pinned count).", ("program",))
+PROGRAM_RESTARTS = Family(
+    "procpilot_program_restarts_total", "counter",
+    "Restarts by reason, every reason exported from 0.", ("program", "reason"),
+    {"reason": RESTART_REASONS})
+PROGRAM_EXIT_CODE = Family(
+    "procpilot_program_exit_code", "gauge",
+    "Last exit code of an instance; signal n as 128+n. Absent before the first exit.",
+    ("program",))
+PROGRAM_BACKOFF = Family(
+    "procpilot_program_backoff_seconds", "gauge",
+    "Longest current backoff wait among the instances, 0 when none.", ("program",))
+PROGRAM_START_TIME = Family(
+    "procpilot_program_start_time_seconds", "gauge",
+    "Unix time the oldest running instance started.", ("program",))
+PROGRAM_RESIDENT_MEMORY = Family(
+    "procpilot_program_resident_memory_bytes", "gauge",
+    "Resident memory of all instances' process trees.", ("program",))
+INSTANCE_RESIDENT_MEMORY = Family(
+    "procpilot_program_instance_resident_memory_bytes", "gauge",
+    "Resident memory of each running instance's process tree, the number the per-instance "
+    "limit is checked against (index: 0 to instances-1).", ("program", "index"))
+PROGRAM_MEMORY_LIMIT = Family(
+    "procpilot_program_memory_limit_bytes", "gauge",
+    "Memory limit per instance; absent when unlimited.", ("program",))
+PROGRAM_CPU = Family(
+    "procpilot_program_cpu_seconds_total", "counter",
+    "CPU time of all instances' process trees; monotonic across exits (up to the last "
+    "sample).", ("program", "mode"), {"mode": CPU_MODES})
+
+REAPED = Family(
+    "procpilot_controller_reaped_processes_total", "counter",
+    "Orphaned descendants the controller reaped (not managed instances).")
+RELOADS = Family(
+    "procpilot_controller_config_reloads_total", "counter", "Config reloads by result.",
+    ("result",), {"result": RELOAD_RESULTS})
+LAST_RELOAD_OK = Family(
+    "procpilot_controller_config_last_reload_successful", "gauge",
+    "1 if the last config reload succeeded (or none was tried), as Prometheus itself "
+    "reports it.")
+LAST_RELOAD_TIME = Family(
+    "procpilot_controller_config_last_reload_success_timestamp_seconds", "gauge",
+    "Unix time the config was last loaded successfully (start-up counts).")
+BUILD_INFO = Family(
+    "procpilot_controller_build_info", "gauge",
+    "A metric with a constant '1' value labeled by version and Python version.",
+    ("version", "python"))
+
+POOL_WORKERS = Family("procpilot_pool_workers", "gauge", "Workers running.", ("program",))
+POOL_DESIRED = Family(
+    "procpilot_pool_desired_workers", "gauge",
+    "Workers wanted by the last decision (the autoscaler's, or procpilotctl scale N while "
+    "pinned).", ("program",))
+POOL_MIN = Family("procpilot_pool_min_workers", "gauge", "Fewest workers (autoscale.min).",
+                  ("program",))
+POOL_MAX = Family("procpilot_pool_max_workers", "gauge", "Most workers (autoscale.max).",
+                  ("program",))
+POOL_UTILIZATION = Family(
+    "procpilot_pool_cpu_utilization_ratio", "gauge",
+    "Last measured CPU per worker over cpu_target (1 = on target); absent before the first "
+    "measurement, held through intervals with no warmed-up worker.", ("program",))
+POOL_CPU_TARGET = Family(
+    "procpilot_pool_cpu_target_cores", "gauge", "CPU target per worker, in cores.",
+    ("program",))
+POOL_SCALE_EVENTS = Family(
+    "procpilot_pool_scale_events_total", "counter",
+    "Times the autoscaler changed the count, by direction, both from 0. Each is also one "
+    "'scaling pool' log line; pinning with procpilotctl scale N is not counted.",
+    ("program", "direction"), {"direction": SCALE_DIRECTIONS})
+POOL_LAST_SCALE = Family(
+    "procpilot_pool_last_scale_time_seconds", "gauge",
+    "Unix time of the last scale event; absent before the first.", ("program",))
+POOL_AT_MAX = Family(
+    "procpilot_pool_at_max", "gauge",
+    "1 while the autoscaler's raw recommendation exceeds max (the pool is saturated); 0 "
+    "otherwise and while pinned.", ("program",))
+
+CONTROLLER = (
+    PROGRAM_STATE, PROGRAM_INSTANCES, PROGRAM_DESIRED, PROGRAM_RESTARTS, PROGRAM_EXIT_CODE,
+    PROGRAM_BACKOFF, PROGRAM_START_TIME, PROGRAM_RESIDENT_MEMORY, INSTANCE_RESIDENT_MEMORY,
+    PROGRAM_MEMORY_LIMIT, PROGRAM_CPU, REAPED, RELOADS, LAST_RELOAD_OK, LAST_RELOAD_TIME,
+    BUILD_INFO,
+)
+POOL = (
+    POOL_WORKERS, POOL_DESIRED, POOL_MIN, POOL_MAX, POOL_UTILIZATION, POOL_CPU_TARGET,
+    POOL_SCALE_EVENTS, POOL_LAST_SCALE, POOL_AT_MAX,
+)
+ALL = CONTROLLER + POOL
