@@ -52,21 +52,22 @@ _CORES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(%?)")
 EPILOG = f"""\
 The command runs in a new cgroup cell (under <own cgroup>/procpilot-run, or --cgroup-root)
 with the given limits. When its main process exits, or at the timeout, every process left
-in the cell is killed with SIGKILL (with --isolation none, only the main process at the
-timeout; nothing else is guaranteed), and the cell is removed.
+in the cell is killed with SIGKILL and the cell is removed. With --isolation none there is
+no cell: only the main process is killed at the timeout, nothing else is guaranteed.
 
 stdin, stdout and stderr are the command's own. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
-procpilot-run are forwarded to the command; a terminal's already reach it.
+procpilot-run are forwarded to the command; a terminal's reach it directly, once.
 
 At the end one line goes to stderr: the exit code, the reason (exit, signal, oom_kill when
 the cell's OOM-kill counter went up, timeout), peak memory (the cgroup's, which counts page
-cache; without a memory cgroup the largest RSS of a reaped process), CPU seconds, and the
-backend. With --json it is one JSON object, the last line of stderr.
+cache; without a memory cgroup the largest RSS of a reaped process, or unknown when that is
+not above procpilot-run's own), CPU seconds and the backend. With --json it is one JSON
+object, the last line of stderr.
 
-Exit status: the command's; 128+N when a signal N ended it; {TIMED_OUT} at the timeout (like
+Exit status: the command's, 128+N when signal N ended it; {TIMED_OUT} at the timeout (like
 timeout(1)); {USAGE_ERROR} for a bad flag, a missing command or a forced --isolation that
-cannot work here; {FAILED} when the cell could not be made or entered; {NOT_EXECUTABLE} and
-{NOT_FOUND} when the command is not executable or not found.
+cannot work here; {FAILED} when the cell could not be made or entered; {NOT_EXECUTABLE} when
+the command is not executable, {NOT_FOUND} when it is not found.
 """
 
 
