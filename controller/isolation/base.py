@@ -30,9 +30,9 @@ ENTER_FAILED = 125
 # Moves the shell into each cgroup.procs file given before "--" ("0" means the writer;
 # echo is a shell builtin, so the writer is this shell), then execs the rest.
 ENTER_SCRIPT = (
-    'while [ "$1" != -- ]; do'
-    ' echo 0 >"$1" || { echo "procpilot: cannot move into cgroup ${1%/*}" >&2; exit 125; };'
-    " shift; done; shift; exec \"$@\""
+    'while [ "$1" != -- ]; do echo 0 >"$1" ||'
+    f' {{ echo "procpilot: cannot move into cgroup ${{1%/*}}" >&2; exit {ENTER_FAILED}; }};'
+    ' shift; done; shift; exec "$@"'
 )
 _CELL_NAME = re.compile(r"[A-Za-z0-9_%~-][A-Za-z0-9_.%~-]{0,199}")
 _NAME_LIMIT = 200  # bytes of a directory name we make; NAME_MAX is 255

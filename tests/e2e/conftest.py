@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -44,20 +43,3 @@ def cgroup1() -> Iterator[Backend]:
 @pytest.fixture
 def cgroup2() -> Iterator[Backend]:
     yield from _backend("cgroup2")
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll until check() is true; fail after timeout (a safety net, not a measurement)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-def alive(pid: int) -> bool:
-    """True for a running process; False when gone or a zombie (dead, not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b") ")[2][:1] != b"Z"
-    except OSError:
-        return False

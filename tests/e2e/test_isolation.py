@@ -19,7 +19,8 @@ import pytest
 from procpilot.controller.isolation import Backend, Cell, Limits, kill_and_wait
 from procpilot.controller.isolation.v1 import Cgroup1Backend
 from procpilot.controller.isolation.v2 import LEAF, move_into_leaf
-from tests.e2e.conftest import alive, wait_until
+from tests.controller.harness import alive
+from tests.service import wait_for
 
 ALLOCATE = """
 import time
@@ -51,7 +52,7 @@ ESCAPE = 'setsid sh -c "sleep 300 & echo \\$! >$0; wait" "$0" &'
 
 def start(cell: Cell, *argv: str, stdout: int | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([*cell.enter_argv(), *argv], stdout=stdout)
-    wait_until(lambda: proc.pid in cell.pids() or proc.poll() is not None)
+    wait_for(lambda: proc.pid in cell.pids() or proc.poll() is not None)
     return proc
 
 
@@ -64,7 +65,7 @@ def escapee(cell: Cell, tmp_path: Path) -> int:
     """Start ESCAPE in the cell; the pid of the grandchild, which outlives its parents."""
     pidfile = tmp_path / "escapee"
     start(cell, "sh", "-c", ESCAPE, str(pidfile)).wait()
-    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     pid = int(pidfile.read_text())
     assert alive(pid) and os.getsid(pid) != os.getsid(0)
     assert pid in cell.pids()
@@ -136,8 +137,8 @@ def test_v1_kill_leaves_no_double_forked_escapee(cgroup1: Backend, tmp_path: Pat
     cell = cgroup1.create("escape", Limits())
     pid = escapee(cell, tmp_path)
     assert cell.kill()
-    wait_until(cell.empty)
-    wait_until(lambda: not alive(pid))
+    wait_for(cell.empty)
+    wait_for(lambda: not alive(pid))
     assert cell.remove()
     assert not any(os.path.exists(d) for d in cell.dirs)
     assert cell.remove()  # already gone is fine
@@ -157,7 +158,7 @@ def test_v1_leftovers_of_a_crashed_owner_are_found_killed_and_removed(
     assert [c.name for c in found] == ["instance-1"]
     assert found[0].pids() == [proc.pid]
     assert found[0].kill()
-    wait_until(found[0].empty)
+    wait_for(found[0].empty)
     assert proc.wait() == -signal.SIGKILL
     assert found[0].remove()
     assert mine.remove()
@@ -170,8 +171,8 @@ def test_v2_contains_and_kills_a_double_forked_escapee(cgroup2: Backend, tmp_pat
     usage = cell.usage()
     assert usage.cpu_seconds is not None and usage.tasks == 2  # sh and sleep
     assert cell.kill()  # cgroup.kill
-    wait_until(cell.empty)
-    wait_until(lambda: not alive(pid))
+    wait_for(cell.empty)
+    wait_for(lambda: not alive(pid))
     assert cell.remove()
     assert not os.path.exists(cell.dirs[0])
 
@@ -182,7 +183,7 @@ def test_v2_move_into_leaf_empties_a_cgroup(cgroup2: Backend) -> None:
     procs = [subprocess.Popen(["sh", "-c", f"echo 0 >{own}/cgroup.procs; exec sleep 300"])
              for _ in range(3)]
     try:
-        wait_until(lambda: len(Path(own, "cgroup.procs").read_text().split()) == 3)
+        wait_for(lambda: len(Path(own, "cgroup.procs").read_text().split()) == 3)
         move_into_leaf(own)
         assert Path(own, "cgroup.procs").read_text() == ""
         moved = Path(own, LEAF, "cgroup.procs").read_text().split()
@@ -191,6 +192,6 @@ def test_v2_move_into_leaf_empties_a_cgroup(cgroup2: Backend) -> None:
         for p in procs:
             p.kill()
             p.wait()
-        wait_until(lambda: Path(own, LEAF, "cgroup.procs").read_text() == "")
+        wait_for(lambda: Path(own, LEAF, "cgroup.procs").read_text() == "")
         os.rmdir(os.path.join(own, LEAF))
         os.rmdir(own)

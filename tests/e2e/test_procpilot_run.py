@@ -15,7 +15,8 @@ import pytest
 
 from procpilot.controller.isolation import IsolationError, Limits, choose, kill_and_wait
 from procpilot.controller.run import parse_cores
-from tests.e2e.conftest import alive, wait_until
+from tests.controller.harness import alive
+from tests.service import wait_for
 
 RUN = [sys.executable, "-m", "procpilot.controller.run"]
 # Counts one kind of signal, then exits with 10 + how many arrived in the next 0.3 s.
@@ -152,7 +153,7 @@ def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
     stale = backend.create("run-999999999-1", Limits())  # no such pid: its owner is gone
     sleeper = subprocess.Popen([*stale.enter_argv(), "sleep", "300"])
     try:
-        wait_until(lambda: sleeper.pid in stale.pids())
+        wait_for(lambda: sleeper.pid in stale.pids())
         assert run("--", "true")[0] == 0
         assert sleeper.wait(timeout=60) == -signal.SIGKILL
         assert not any(os.path.exists(d) for d in stale.dirs)
