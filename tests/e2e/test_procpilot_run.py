@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from procpilot.controller.isolation import IsolationError, Limits, choose, kill_and_wait
+from procpilot.controller.isolation import Backend, Limits, choose, kill_and_wait
 from procpilot.controller.run import parse_cores
 from tests.controller.harness import alive
 from tests.service import wait_for
@@ -52,19 +52,20 @@ def run(*args: str, timeout: float = 60) -> tuple[int, bytes, dict[str, Any]]:
     return done.returncode, done.stdout, report
 
 
-def cgroup_backend_with(kind: str) -> None:
+def need_cgroups(kind: str | None = None) -> Backend:
+    """The backend procpilot-run will pick; skip unless it is a cgroup one (enforcing kind)."""
     if os.geteuid() != 0:
         pytest.skip("creating cgroups needs root")
-    try:
-        backend = choose("auto", "run")
-    except IsolationError as e:
-        pytest.skip(f"no cgroups here: {e}")
-    if kind not in backend.supports:
+    backend = choose("auto", "run")
+    if backend.name == "none":
+        pytest.skip(f"no usable cgroups here: {'; '.join(backend.notes)}")
+    if kind is not None and kind not in backend.supports:
         pytest.skip(f"{backend.name} here cannot enforce {kind} limits")
+    return backend
 
 
 def test_an_allocation_over_the_memory_limit_is_reported_as_oom_kill() -> None:
-    cgroup_backend_with("memory")
+    need_cgroups("memory")
     status, _, report = run("--memory", "50MiB", "--", sys.executable, "-c",
                             "b = b'x' * (200 << 20)")
     assert status == 128 + signal.SIGKILL
@@ -76,7 +77,7 @@ def test_an_allocation_over_the_memory_limit_is_reported_as_oom_kill() -> None:
 
 
 def test_a_timeout_kills_the_whole_cell_and_exits_124() -> None:
-    cgroup_backend_with("cpu")
+    need_cgroups("cpu")
     done = subprocess.run(
         [*RUN, "--json", "--timeout", "2s", "--cpu", "50%", "--",
          "sh", "-c", "sleep 300 & echo $!; while :; do :; done"],
@@ -157,8 +158,7 @@ def test_ctrl_c_on_a_terminal_reaches_the_command_once() -> None:
 
 
 def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
-    cgroup_backend_with("memory")
-    backend = choose("auto", "run")
+    backend = need_cgroups()
     stale = backend.create("run-999999999-1", Limits())  # no such pid: its owner is gone
     sleeper = subprocess.Popen([*stale.enter_argv(), "sleep", "300"])
     try:
