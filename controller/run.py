@@ -37,8 +37,10 @@ from procpilot.controller.isolation import (
     choose,
     kill_and_wait,
 )
-from procpilot.controller.reaper import ExitStatus, set_child_subreaper
-from procpilot.core.procfs import parse_stat
+from procpilot.controller.reaper import set_child_subreaper
+from procpilot.controller.states import ExitStatus
+from procpilot.core.procfs import FS
+from procpilot.core.procfs.pidstat import read_stat
 from procpilot.core.units import format_size, parse_duration, parse_size
 
 PROG = "procpilot-run"
@@ -148,22 +150,19 @@ class Ended:
     wall_seconds: float
 
 
-def _start_ticks(pid: int | str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return parse_stat(f.read(), 0.0, 1, 1).start_ticks
-    except (OSError, ValueError):
-        return None
+def _start_ticks(fs: FS, pid: int | str) -> int | None:
+    proc = read_stat(fs, pid)
+    return None if proc is None else proc.start_ticks
 
 
-def sweep(backend: Backend) -> None:
+def sweep(backend: Backend, fs: FS) -> None:
     """Kill and remove the cells of earlier runs whose procpilot-run is gone (SIGKILLed).
 
     Cell names hold the owner's pid and start time, so a live run is never touched.
     """
     for cell in backend.leftovers():
         match = _CELL.fullmatch(cell.name)
-        if match and _start_ticks(match.group(1)) != int(match.group(2)):
+        if match and _start_ticks(fs, match.group(1)) != int(match.group(2)):
             kill_and_wait(cell, timeout=1.0)
             cell.remove()
 
@@ -299,16 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = _limits(args)
     try:
-        backend = choose(args.isolation, IDENTITY, root=args.cgroup_root)
-    except IsolationError as e:
+        fs = FS.at()
+        backend = choose(args.isolation, IDENTITY, root=args.cgroup_root, fs=fs)
+    except (IsolationError, OSError) as e:
         print(f"{PROG}: --isolation {args.isolation}: {e}", file=sys.stderr)
         return USAGE_ERROR
     unusable = _check_command(args.command[0])
     if unusable:
         return unusable
-    sweep(backend)
+    sweep(backend, fs)
     try:
-        cell = backend.create(f"run-{os.getpid()}-{_start_ticks('self') or 0}", limits)
+        cell = backend.create(f"run-{os.getpid()}-{_start_ticks(fs, 'self') or 0}", limits)
     except IsolationError as e:
         print(f"{PROG}: cannot make the cell: {e}", file=sys.stderr)
         return FAILED

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote
 
+from procpilot.core.procfs.files import read_file
+
 LimitKind = Literal["memory", "memory_high", "swap", "cpu", "tasks"]
 LIMIT_KINDS: tuple[LimitKind, ...] = ("memory", "memory_high", "swap", "cpu", "tasks")
 CPU_PERIOD_US = 100_000  # CFS period for cpu limits, v1 and v2 (the kernel default)
@@ -37,6 +39,9 @@ ENTER_SCRIPT = (
 _CELL_NAME = re.compile(r"[A-Za-z0-9_%~-][A-Za-z0-9_.%~-]{0,199}")
 _NAME_LIMIT = 200  # bytes of a directory name we make; NAME_MAX is 255
 T = TypeVar("T")
+
+
+CGROUP_FILE_LIMIT = 1 << 20  # cgroup.procs of a busy cell holds many pids
 
 
 class IsolationError(Exception):
@@ -203,11 +208,8 @@ def check_cell_name(name: str) -> None:
 
 
 def read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 1 << 20)
-    finally:
-        os.close(fd)
+    """A cgroup interface file: generated whole at open, like a /proc file."""
+    return read_file(path, CGROUP_FILE_LIMIT)
 
 
 def write(path: str, text: str) -> None:

@@ -25,6 +25,8 @@ from procpilot.controller.isolation import v1, v2
 from procpilot.controller.isolation.base import Backend, IsolationError, read, root_name
 from procpilot.controller.isolation.none import NoneBackend
 from procpilot.core import cgroupfs
+from procpilot.core.procfs import FS
+from procpilot.core.procfs.cgroups import read_cgroups, read_mounts
 
 CHOICES = ("auto", "cgroup2", "cgroup1", "none")
 BackendName = Literal["cgroup2", "cgroup1", "none"]
@@ -141,11 +143,10 @@ def _place(mount: cgroupfs.Mount, cgroup: str | None, unified: bool) -> Place:
     )
 
 
-def gather(explicit_root: str | None = None, proc: str = "/proc") -> Facts:
+def gather(fs: FS, explicit_root: str | None = None) -> Facts:
     """Read the facts; OSError or ValueError when /proc cannot tell."""
-    hierarchies = cgroupfs.cgroup_hierarchies(
-        cgroupfs.parse_mountinfo(read(f"{proc}/self/mountinfo")))
-    own = cgroupfs.parse_proc_cgroup(read(f"{proc}/self/cgroup"))
+    hierarchies = cgroupfs.cgroup_hierarchies(read_mounts(fs))
+    own = read_cgroups(fs)
     unified = None
     if hierarchies.unified is not None:
         path = own.unified
@@ -182,7 +183,7 @@ def build(plan: Plan, facts: Facts, identity: str) -> _Built:
 
 
 def choose(requested: str, identity: str, root: str | None = None,
-           proc: str = "/proc") -> Backend:
+           fs: FS | None = None) -> Backend:
     """A prepared backend for ``requested`` (auto, cgroup2, cgroup1, none).
 
     identity names the owner (see root_name); root, an absolute cgroup path, overrides
@@ -191,7 +192,7 @@ def choose(requested: str, identity: str, root: str | None = None,
     if root is not None and not root.startswith("/"):
         raise IsolationError(f"{root!r}: the cgroup root must be an absolute cgroup path")
     try:
-        facts = gather(root, proc)
+        facts = gather(fs or FS.at(), root)
     except (OSError, ValueError) as e:
         if requested not in ("auto", "none"):
             raise IsolationError(f"{requested}: cannot probe cgroups: {e}") from None

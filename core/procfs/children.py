@@ -11,7 +11,7 @@ import os
 
 from procpilot.core.procfs.files import try_read
 from procpilot.core.procfs.fs import FS
-from procpilot.core.procfs.pidstat import Proc, parse_stat
+from procpilot.core.procfs.pidstat import Proc, read_stat
 
 
 def has_children_files(fs: FS) -> bool:
@@ -44,13 +44,9 @@ def subtree(fs: FS, top: int) -> dict[int, Proc]:
         for pid in children(fs, *stack.pop()):
             if pid in procs:
                 continue
-            data = try_read(fs.path(pid, "stat"))
-            if data is None:
+            proc = read_stat(fs, pid)
+            if proc is None:
                 continue  # gone since the children list was read
-            try:
-                proc = parse_stat(data, fs)
-            except ValueError:
-                continue
             procs[pid] = proc
             stack.append((pid, proc.num_threads))
     return procs

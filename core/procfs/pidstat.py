@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from procpilot.core.procfs.files import try_read
+
 if TYPE_CHECKING:
     from procpilot.core.procfs.fs import FS
 
@@ -73,3 +75,14 @@ def parse_stat(data: bytes, fs: FS) -> Proc:
             (pid, start),
         ),
     )
+
+
+def read_stat(fs: FS, pid: int | str) -> Proc | None:
+    """One process's stat, None when it is gone or unreadable."""
+    data = try_read(fs.path(pid, "stat"))
+    if data is None:
+        return None
+    try:
+        return parse_stat(data, fs)
+    except ValueError:
+        return None

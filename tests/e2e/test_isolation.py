@@ -19,8 +19,8 @@ import pytest
 from procpilot.controller.isolation import Backend, Cell, Limits, kill_and_wait
 from procpilot.controller.isolation.v1 import Cgroup1Backend
 from procpilot.controller.isolation.v2 import LEAF, move_into_leaf
-from tests.controller.harness import alive
-from tests.service import wait_for
+from tests.support.controller import alive
+from tests.support.service import wait_for
 
 ALLOCATE = """
 import time

@@ -16,8 +16,8 @@ import pytest
 
 from procpilot.controller.isolation import Backend, Limits, choose, kill_and_wait
 from procpilot.controller.run import parse_cores
-from tests.controller.harness import alive
-from tests.service import wait_for
+from tests.support.controller import alive
+from tests.support.service import wait_for
 
 RUN = [sys.executable, "-m", "procpilot.controller.run"]
 # Counts one kind of signal, then exits with 10 + how many arrived in the next 0.3 s.

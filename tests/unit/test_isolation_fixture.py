@@ -16,10 +16,16 @@ import pytest
 from procpilot.controller.isolation import ENTER_FAILED, IsolationError, Limits, choose
 from procpilot.controller.isolation.base import enter_argv
 from procpilot.controller.isolation.v1 import limit_writes as v1_writes
+from procpilot.core.procfs import FS
 
 IDENTITY = "/run/procpilot/control.sock"
 ROOT = "procpilot-%2Frun%2Fprocpilot%2Fcontrol.sock"
 LIMIT_FILES = ("memory.max", "memory.high", "memory.swap.max", "cpu.max", "pids.max")
+
+
+def fixture_fs(proc: Path) -> FS:
+    """The fixture procfs (it has no /proc/stat, so its units are given, not read)."""
+    return FS(str(proc), 100, 4096, 0.0)
 
 
 def cgroup(path: Path, controllers: str = "", **files: str) -> Path:
@@ -52,7 +58,7 @@ def host(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_v2_setup_enables_controllers_in_own_cgroup_and_root(host: tuple[Path, Path]) -> None:
     proc, mount = host
-    backend = choose("auto", IDENTITY, proc=str(proc))
+    backend = choose("auto", IDENTITY, fs=fixture_fs(proc))
     assert backend.name == "cgroup2"
     assert backend.roots == (str(mount / ROOT),)
     assert (mount / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
@@ -62,7 +68,7 @@ def test_v2_setup_enables_controllers_in_own_cgroup_and_root(host: tuple[Path, P
 
 def test_v2_limit_files_get_exactly_the_limits(host: tuple[Path, Path]) -> None:
     proc, mount = host
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     cell_dir = cgroup(mount / ROOT / "web-0")
     limits = Limits(memory=100 << 20, memory_high=80 << 20, swap=0, cpu=0.25, tasks=20)
     cell = backend.create("web-0", limits)
@@ -79,7 +85,7 @@ def test_v2_limit_files_get_exactly_the_limits(host: tuple[Path, Path]) -> None:
 
 def test_v2_unset_limits_are_written_as_max(host: tuple[Path, Path]) -> None:
     proc, mount = host
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     cell_dir = cgroup(mount / ROOT / "web-1", memory_max="1234", cpu_max="5000 100000")
     cell = backend.create("web-1", Limits(cpu=1.5))
     assert {f: (cell_dir / f).read_text() for f in LIMIT_FILES} == {
@@ -91,7 +97,7 @@ def test_v2_unset_limits_are_written_as_max(host: tuple[Path, Path]) -> None:
 def test_v2_without_swap_accounting_does_not_enforce_swap(host: tuple[Path, Path]) -> None:
     proc, mount = host
     (mount / ROOT / "memory.swap.max").unlink()
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     assert "swap" not in backend.supports
     cell_dir = cgroup(mount / ROOT / "w")
     (cell_dir / "memory.swap.max").unlink()
@@ -100,7 +106,7 @@ def test_v2_without_swap_accounting_does_not_enforce_swap(host: tuple[Path, Path
 
 def test_v2_refuses_a_cell_that_has_processes(host: tuple[Path, Path]) -> None:
     proc, mount = host
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     cgroup(mount / ROOT / "busy", cgroup_procs="4242\n")
     with pytest.raises(IsolationError, match="exists and has processes"):
         backend.create("busy", Limits())
@@ -110,7 +116,7 @@ def test_v2_refuses_a_cell_that_has_processes(host: tuple[Path, Path]) -> None:
 
 def test_v2_usage_and_oom_kills_from_the_files(host: tuple[Path, Path]) -> None:
     proc, mount = host
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     cell_dir = cgroup(mount / ROOT / "job")
     cell = backend.create("job", Limits())
     (cell_dir / "memory.current").write_text("1048576\n")
@@ -134,7 +140,7 @@ def test_v2_usage_and_oom_kills_from_the_files(host: tuple[Path, Path]) -> None:
 def test_v2_leftovers_are_cells_this_object_did_not_create(host: tuple[Path, Path]) -> None:
     proc, mount = host
     cgroup(mount / ROOT / "old-1")
-    backend = choose("cgroup2", IDENTITY, proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, fs=fixture_fs(proc))
     cgroup(mount / ROOT / "new")
     backend.create("new", Limits())
     assert [c.name for c in backend.leftovers()] == ["old-1"]
@@ -143,19 +149,19 @@ def test_v2_leftovers_are_cells_this_object_did_not_create(host: tuple[Path, Pat
 def test_explicit_root_must_exist(host: tuple[Path, Path]) -> None:
     proc, mount = host
     with pytest.raises(IsolationError, match=f"cgroup2: {mount}/nope: does not exist"):
-        choose("cgroup2", IDENTITY, root="/nope", proc=str(proc))
+        choose("cgroup2", IDENTITY, root="/nope", fs=fixture_fs(proc))
     with pytest.raises(IsolationError, match="absolute cgroup path"):
-        choose("cgroup2", IDENTITY, root="relative", proc=str(proc))
+        choose("cgroup2", IDENTITY, root="relative", fs=fixture_fs(proc))
     explicit = cgroup(mount / "operator.slice", "memory")
-    backend = choose("cgroup2", IDENTITY, root="/operator.slice", proc=str(proc))
+    backend = choose("cgroup2", IDENTITY, root="/operator.slice", fs=fixture_fs(proc))
     assert backend.roots == (str(explicit),)
     assert backend.supports == {"memory", "memory_high", "swap"}  # only memory offered
 
 
 def test_auto_on_a_machine_without_proc_is_none(tmp_path: Path) -> None:
-    assert choose("auto", IDENTITY, proc=str(tmp_path)).name == "none"
+    assert choose("auto", IDENTITY, fs=fixture_fs(tmp_path)).name == "none"
     with pytest.raises(IsolationError, match="cannot probe cgroups"):
-        choose("cgroup1", IDENTITY, proc=str(tmp_path))
+        choose("cgroup1", IDENTITY, fs=fixture_fs(tmp_path))
 
 
 def test_v1_writes_memsw_around_the_memory_limit() -> None:
