@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from procpilot.controller import ctl
+from procpilot.controller import ctl, render
 
 Answer = Callable[[dict[str, Any]], bytes]
 
@@ -120,8 +120,8 @@ def test_status_table(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
     assert peer.requests == [{"cmd": "status"}]
     lines = capsys.readouterr().out.splitlines()
     header = lines[0]
-    assert header.split() == list(ctl.COLUMNS)
-    starts = [header.index(c) for c in ctl.COLUMNS]
+    assert header.split() == list(render.COLUMNS)
+    starts = [header.index(c) for c in render.COLUMNS]
     for line in lines[1:5]:  # aligned: every column starts under its heading
         for start in starts[1:]:
             assert line[start - 2 : start] == "  " and line[start] != " "
@@ -136,7 +136,7 @@ def test_status_table(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_ages_are_relative_to_now() -> None:
-    rows = ctl.status_rows(STATUS, now=NOW)
+    rows = render.status_rows(STATUS, now=NOW)
     assert rows[1][7] == "SIGKILL, memory_limit, 5s ago"
     assert rows[2][7] == "exit 1, failed_start, 1h1m40s ago"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from procpilot.controller import ctl
+from procpilot.controller import client
 from tests.support.service import ADDRESS, parse, value, wait_for
 
 DEADLINE = 30.0
@@ -48,7 +48,7 @@ def children_of(pid: int) -> list[tuple[int, str]]:
 
 def request(path: Path, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """One control-socket exchange, through procpilotctl's own client code."""
-    return ctl.request(str(path), message, timeout)
+    return client.request(str(path), message, timeout)
 
 
 class Controller:

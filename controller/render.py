@@ -1,0 +1,106 @@
+"""How procpilotctl prints the controller's answers: the status table and log files."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+
+from procpilot.controller.tail import follow, show
+from procpilot.core.units import format_duration, format_size
+
+TYPE_CHECKING = False  # see protocol.py: no typing module at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from procpilot.controller.protocol import InstanceStatus, LastExitStatus, Status
+
+COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "LAST-EXIT")
+
+
+def _last_exit(last: LastExitStatus | None, now: float) -> str:
+    if not last:
+        return "-"
+    sig = last.get("signal")
+    if sig is not None:
+        try:
+            how = signal.Signals(sig).name
+        except ValueError:
+            how = f"signal {sig}"
+    else:
+        how = f"exit {last.get('code')}"
+    ago = format_duration(max(0, round(now - float(last.get("time", now)))))
+    return f"{how}, {last.get('reason', '?')}, {ago} ago"
+
+
+def _state(instance: InstanceStatus) -> str:
+    wait = instance.get("backoff_seconds") or 0
+    if instance["state"] == "backoff" and wait > 0:
+        return f"backoff({format_duration(round(wait))})"
+    return str(instance["state"])
+
+
+def _or_dash(value: Any, fmt: Callable[[Any], str] = str) -> str:
+    return "-" if value is None else fmt(value)
+
+
+def status_rows(result: Status, now: float) -> list[tuple[str, ...]]:
+    """One row per instance (or one per program without instances), as strings."""
+    rows: list[tuple[str, ...]] = []
+    for prog in result.get("programs", []):
+        for inst in prog.get("instances", []):
+            rows.append((
+                prog["program"], inst["id"], _state(inst), _or_dash(inst.get("pid")),
+                _or_dash(inst.get("uptime_seconds"), lambda s: format_duration(round(s))),
+                str(inst.get("restarts", 0)), _or_dash(inst.get("rss_bytes"), format_size),
+                _last_exit(inst.get("last_exit"), now),
+            ))
+        if not prog.get("instances"):
+            rows.append((prog["program"], "-", prog["state"], "-", "-", "-", "-", "-"))
+    return rows
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in rows
+    )
+
+
+def _pools(result: Status) -> list[str]:
+    lines = []
+    for prog in result.get("programs", []):
+        pool = prog.get("pool")
+        if pool:
+            util = pool.get("utilization")
+            mode = "auto" if pool.get("pinned") is None else f"pinned to {pool['pinned']}"
+            lines.append(
+                f"pool {prog['program']}: {mode}, desired {pool['desired']} "
+                f"(min {pool['min']}, max {pool['max']}), utilization "
+                + ("-" if util is None else f"{util:.2f}")
+            )
+    return lines
+
+
+def render_status(result: Status, now: float) -> str:
+    body = table([COLUMNS, *status_rows(result, now)])
+    return "\n".join([body, *_pools(result)])
+
+
+def print_logs(files: list[str], program: str, lines: int | None, keep: bool) -> None:
+    """The last lines of each file (all by default, 10 with keep), then, with keep, more."""
+    labels = [_label(path, program) for path in files]
+    count = lines if lines is not None else (10 if keep else None)
+    if keep:
+        follow(files, labels, sys.stdout.buffer, count)
+    else:
+        show(files, labels, sys.stdout.buffer, count)
+
+
+def _label(path: str, program: str) -> str:
+    """'/var/log/procpilot/web-1.log' -> 'web:1' (the instance id), else the file name."""
+    name = path.rsplit("/", 1)[-1]
+    match = re.fullmatch(re.escape(program) + r"-(\d+)\.log", name)
+    return f"{program}:{match.group(1)}" if match else name
