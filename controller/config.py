@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import json
 import pwd
+import re
 import shlex
 import signal
 from typing import Annotated, Any, Literal
@@ -28,6 +29,8 @@ from pydantic import (
 )
 
 from procpilot.controller.autoscale import Policy
+from procpilot.controller.confinement import Confinement
+from procpilot.controller.isolation import Limits as CellLimits
 from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, PROGRAM_NAME
 from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
 from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
@@ -60,6 +63,23 @@ _ARGV_SCHEMA: dict[str, Any] = {
     ]
 }
 _ID_SCHEMA: dict[str, Any] = {"type": ["string", "integer"]}
+
+
+_CORE_SCHEMA: dict[str, Any] = {"anyOf": [_SIZE_SCHEMA, {"const": "unlimited"}]}
+_UMASK_PATTERN = "^0?[0-7]{3}$"
+_UMASK_SCHEMA: dict[str, Any] = {"type": "string", "pattern": _UMASK_PATTERN,
+                                 "description": "Octal, as a string: '027'."}
+
+
+def _core_size(value: object) -> object:
+    return value if value == "unlimited" else parse_size(value)
+
+
+def _umask(value: object) -> int:
+    """'027' or '0027' -> 0o27; a YAML integer would be read as decimal, so it is refused."""
+    if isinstance(value, str) and re.match(_UMASK_PATTERN, value):
+        return int(value, 8)
+    raise ValueError(f"{value!r}: expected an octal umask as a string, like '027'")
 
 
 def _signal(value: object) -> int:
@@ -160,11 +180,76 @@ class Stop(Strict):
     )
 
 
+def _cores(value: object) -> object:
+    """'50%' of one core -> 0.5; numbers are cores already."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r}: expected cores (0.5) or a percentage (50%)") from None
+    return value
+
+
+Cores = Annotated[
+    float,
+    BeforeValidator(_cores),
+    WithJsonSchema({"type": ["number", "string"], "description": "Cores, or '50%'."}),
+]
+
+
 class Limits(Strict):
+    """Per instance. memory, memory_high, swap, cpu and tasks are kept by the kernel where
+    the isolation backend can (cgroups); nofile, core and umask are set on the process."""
+
     memory: Bytes | None = Field(
-        default=None, gt=0, description="Per-instance RSS over its process tree; absent = none."
-    )
-    check_interval: Seconds = Field(default=1.0, gt=0, description="How often RSS is checked.")
+        default=None, gt=0,
+        description="Memory limit per instance: the cgroup's memory.max (OOM kill beyond it); "
+        "without a cgroup backend, the RSS of its process tree checked every check_interval.")
+    memory_high: Bytes | None = Field(
+        default=None, gt=0,
+        description="Throttle and reclaim above this (cgroup v2 memory.high; v1 soft limit).")
+    swap: Bytes | None = Field(
+        default=None, description="Swap allowed per instance (memory.swap.max; v1 memsw).")
+    cpu: Cores | None = Field(
+        default=None, gt=0, description="CPU per instance in cores (0.5) or '50%' (cpu.max).")
+    tasks: int | None = Field(
+        default=None, ge=1, description="Most processes and threads per instance (pids.max).")
+    nofile: int | None = Field(
+        default=None, ge=1, description="Open files per process (RLIMIT_NOFILE, soft and hard).")
+    core: Annotated[int | Literal["unlimited"], BeforeValidator(_core_size),
+                    WithJsonSchema(_CORE_SCHEMA)] | None = Field(
+        default=None, description="Largest core dump (RLIMIT_CORE): a size, 0 or 'unlimited'.")
+    umask: Annotated[int, BeforeValidator(_umask), WithJsonSchema(_UMASK_SCHEMA)] | None = Field(
+        default=None, description="File mode creation mask, octal as a string ('027').")
+    check_interval: Seconds = Field(
+        default=1.0, gt=0, description="How often memory and CPU are measured.")
+
+    def confinement(self, name: str) -> Confinement:
+        """These limits as the runtime applies them to one instance's processes."""
+        cell = CellLimits(memory=self.memory, memory_high=self.memory_high, swap=self.swap,
+                          cpu=self.cpu, tasks=self.tasks)
+        return Confinement(name, cell, nofile=self.nofile, core=self.core, umask=self.umask)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Limits:
+        if self.memory_high is not None and self.memory is not None \
+                and self.memory_high > self.memory:
+            raise ValueError(f"memory_high ({self.memory_high}) is above memory ({self.memory})")
+        if self.swap is not None and self.memory is None:
+            raise ValueError("swap needs memory: the swap limit comes on top of it")
+        return self
+
+
+class Isolation(Strict):
+    """Where the controller puts each instance: a cgroup of its own, or nothing."""
+
+    backend: Literal["auto", "cgroup2", "cgroup1", "none"] = Field(
+        default="auto",
+        description="auto probes cgroup v2, then v1, then none; --isolation overrides.")
+    root: str | None = Field(
+        default=None, pattern=r"^/",
+        description="An existing cgroup (absolute path in the hierarchy) to put instances "
+        "under; default: a subtree of the controller's own cgroup.")
 
 
 class Logs(Strict):
@@ -229,16 +314,6 @@ class Health(Strict):
     def tcp_address(self) -> tuple[str, int]:
         """(host, port) of the tcp check; only meaningful when tcp is set."""
         return split_host_port(self.tcp or "")
-
-
-def _cores(value: object) -> object:
-    """'50%' of one core -> 0.5; numbers are cores already."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r}: expected cores (0.5) or a percentage (50%)") from None
-    return value
 
 
 class ScaleUp(Strict):
@@ -376,6 +451,7 @@ class ControllerConfig(Strict):
     """Top level of --config.file."""
 
     control: Control = Control()
+    isolation: Isolation = Isolation()
     programs: dict[
         Annotated[str, Field(pattern=PROGRAM_NAME)], ProgramConfig
     ] = Field(default={}, description="Programs by name ([A-Za-z0-9][A-Za-z0-9_.-]*, not 'all').")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from procpilot.controller.isolation import CHOICES
 from procpilot.controller.states import RESTART_REASONS, State
 from procpilot.core.metricdef import Family
 
@@ -9,6 +10,7 @@ STATES = tuple(s.value for s in State)
 CPU_MODES = ("user", "system")
 RELOAD_RESULTS = ("success", "failure")
 SCALE_DIRECTIONS = ("up", "down")
+ISOLATION_BACKENDS = tuple(c for c in CHOICES if c != "auto")
 
 PROGRAM_STATE = Family(
     "procpilot_program_state", "gauge", "One-hot program state (see the README's states).",
@@ -42,6 +44,25 @@ INSTANCE_RESIDENT_MEMORY = Family(
 PROGRAM_MEMORY_LIMIT = Family(
     "procpilot_program_memory_limit_bytes", "gauge",
     "Memory limit per instance; absent when unlimited.", ("program",))
+PROGRAM_CPU_LIMIT = Family(
+    "procpilot_program_cpu_limit_cores", "gauge",
+    "CPU limit per instance in cores (cgroup cpu.max); absent when unlimited.", ("program",))
+PROGRAM_CPU_THROTTLED = Family(
+    "procpilot_program_cpu_throttled_seconds_total", "counter",
+    "Time the instances' cgroups were held back by their CPU limit; absent without a cgroup "
+    "CPU controller.", ("program",))
+PROGRAM_CGROUP_MEMORY = Family(
+    "procpilot_program_cgroup_memory_bytes", "gauge",
+    "Memory the instances' cgroups are charged, the number their memory limit applies to. "
+    "Unlike RSS it includes page cache; absent without a cgroup memory controller.",
+    ("program",))
+PROGRAM_TASKS = Family(
+    "procpilot_program_tasks", "gauge",
+    "Processes and threads of the running instances.", ("program",))
+PROGRAM_TASKS_LIMIT = Family(
+    "procpilot_program_tasks_limit", "gauge",
+    "Most processes and threads per instance (cgroup pids.max); absent when unlimited.",
+    ("program",))
 PROGRAM_CPU = Family(
     "procpilot_program_cpu_seconds_total", "counter",
     "CPU time of all instances' process trees; monotonic across exits (up to the last "
@@ -60,6 +81,14 @@ LAST_RELOAD_OK = Family(
 LAST_RELOAD_TIME = Family(
     "procpilot_controller_config_last_reload_success_timestamp_seconds", "gauge",
     "Unix time the config was last loaded successfully (start-up counts).")
+ISOLATION_INFO = Family(
+    "procpilot_controller_isolation_info", "gauge",
+    "Constant 1, labeled by the isolation backend the instances run under.", ("backend",),
+    {"backend": ISOLATION_BACKENDS})
+LEFTOVERS_KILLED = Family(
+    "procpilot_controller_leftover_processes_killed_total", "counter",
+    "Processes found at start-up in cgroups an earlier controller left (after a crash or "
+    "SIGKILL), and killed.")
 BUILD_INFO = Family(
     "procpilot_controller_build_info", "gauge",
     "A metric with a constant '1' value labeled by version and Python version.",
@@ -97,8 +126,9 @@ POOL_AT_MAX = Family(
 CONTROLLER = (
     PROGRAM_STATE, PROGRAM_INSTANCES, PROGRAM_DESIRED, PROGRAM_RESTARTS, PROGRAM_EXIT_CODE,
     PROGRAM_BACKOFF, PROGRAM_START_TIME, PROGRAM_RESIDENT_MEMORY, INSTANCE_RESIDENT_MEMORY,
-    PROGRAM_MEMORY_LIMIT, PROGRAM_CPU, REAPED, RELOADS, LAST_RELOAD_OK, LAST_RELOAD_TIME,
-    BUILD_INFO,
+    PROGRAM_MEMORY_LIMIT, PROGRAM_CGROUP_MEMORY, PROGRAM_CPU, PROGRAM_CPU_LIMIT,
+    PROGRAM_CPU_THROTTLED, PROGRAM_TASKS, PROGRAM_TASKS_LIMIT, REAPED, RELOADS, LAST_RELOAD_OK,
+    LAST_RELOAD_TIME, ISOLATION_INFO, LEFTOVERS_KILLED, BUILD_INFO,
 )
 POOL = (
     POOL_WORKERS, POOL_DESIRED, POOL_MIN, POOL_MAX, POOL_UTILIZATION, POOL_CPU_TARGET,

@@ -34,6 +34,9 @@ class Run:
     rss_bytes: int | None = None
     cpu_user: float = 0.0
     cpu_system: float = 0.0
+    cpu_throttled: float = 0.0
+    cgroup_memory_bytes: int | None = None
+    tasks: int | None = None
     sampled_at: float | None = None  # loop clock of that measurement
 
     def end(self) -> None:

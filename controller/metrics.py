@@ -26,8 +26,11 @@ class ControllerCollector(Collector):
         reloads = f.RELOADS.new()
         for result in f.RELOAD_RESULTS:
             reloads.add_metric([result], view.reloads.get(result, 0))
+        isolation = f.ISOLATION_INFO.new()
+        isolation.add_metric([view.isolation], 1)
         yield from (reaped, reloads, f.LAST_RELOAD_OK.of(1 if view.last_reload_ok else 0),
-                    f.LAST_RELOAD_TIME.of(view.last_reload_success), build_info(f.BUILD_INFO))
+                    f.LAST_RELOAD_TIME.of(view.last_reload_success), isolation,
+                    f.LEFTOVERS_KILLED.of(view.leftovers_killed), build_info(f.BUILD_INFO))
 
 
 def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
@@ -39,6 +42,9 @@ def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
     start_time, rss, rss_each = f.PROGRAM_START_TIME.new(), f.PROGRAM_RESIDENT_MEMORY.new(), \
         f.INSTANCE_RESIDENT_MEMORY.new()
     limit, cpu = f.PROGRAM_MEMORY_LIMIT.new(), f.PROGRAM_CPU.new()
+    cgroup_memory, cpu_limit = f.PROGRAM_CGROUP_MEMORY.new(), f.PROGRAM_CPU_LIMIT.new()
+    throttled, tasks = f.PROGRAM_CPU_THROTTLED.new(), f.PROGRAM_TASKS.new()
+    tasks_limit = f.PROGRAM_TASKS_LIMIT.new()
     for prog in programs:
         name = prog.program
         for s in f.STATES:
@@ -59,12 +65,22 @@ def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
         for inst in prog.instances:
             if inst.rss_bytes is not None:
                 rss_each.add_metric([name, inst.id.rpartition(":")[2]], inst.rss_bytes)
-        if prog.memory_limit is not None:
-            limit.add_metric([name], prog.memory_limit)
+        for family, kind in ((limit, "memory"), (cpu_limit, "cpu"), (tasks_limit, "tasks")):
+            if (value := prog.limit(kind)) is not None:
+                family.add_metric([name], float(value))
+        measured = [i.cgroup_memory_bytes for i in prog.instances
+                    if i.cgroup_memory_bytes is not None]
+        if measured:
+            cgroup_memory.add_metric([name], sum(measured))
+        counted = [i.tasks for i in prog.instances if i.tasks is not None]
+        if counted:
+            tasks.add_metric([name], sum(counted))
+        if prog.cpu_throttled is not None:
+            throttled.add_metric([name], prog.cpu_throttled)
         cpu.add_metric([name, "user"], prog.cpu_user)
         cpu.add_metric([name, "system"], prog.cpu_system)
     return [state, instances, desired, restarts, exit_code, backoff, start_time, rss, rss_each,
-            limit, cpu]
+            limit, cgroup_memory, cpu, cpu_limit, throttled, tasks, tasks_limit]
 
 
 def pool_families(programs: Sequence[ProgramView]) -> list[Metric]:

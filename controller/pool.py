@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from procpilot.controller.autoscale import HostSample, ScaleState, WorkerSample, decide, past_warmup
 from procpilot.controller.program import Program
@@ -28,9 +29,10 @@ log = logging.getLogger("procpilot.autoscale")
 class PoolScaler:
     """Runs one pool's decisions on a loop timer until closed."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, refresh: Callable[[], None]) -> None:
         assert program.config.autoscale is not None
         self.program = program
+        self.refresh = refresh  # measure the workers the sampler does not poll
         self.policy = program.config.autoscale.policy()
         self.state = ScaleState()
         self.pinned: int | None = None  # `procpilotctl scale N`
@@ -87,6 +89,7 @@ class PoolScaler:
 
     def _decide(self) -> None:
         program = self.program
+        self.refresh()
         now = program.rt.loop.time()
         # Measured while pinned too, so that the first decision after `scale auto` covers
         # one interval, not the whole pinned time.

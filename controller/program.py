@@ -30,7 +30,7 @@ from procpilot.controller.logsink import PrefixedStream, Sink
 from procpilot.controller.runtime import Runtime, SpawnFailed, Usage
 from procpilot.controller.spawn import SpawnSpec
 from procpilot.controller.states import FAILED_SPAWN, Cause, Exit, ExitStatus, State
-from procpilot.controller.view import InstanceView, LastExit, PoolView, ProgramView
+from procpilot.controller.view import InstanceView, LastExit, LimitView, PoolView, ProgramView
 
 log = logging.getLogger("procpilot.program")
 
@@ -61,6 +61,7 @@ class Program:
         self.exit_code: int | None = None
         self.cpu_user = 0.0  # every process of every instance, kept across restarts
         self.cpu_system = 0.0
+        self.cpu_throttled: float | None = None  # likewise, once a cgroup reports it
         self.lock = asyncio.Lock()  # one reconfigure/remove at a time
         self.removed = False  # left the config; a reload that brings it back restarts it
         self.config = config
@@ -68,6 +69,11 @@ class Program:
         if (config.user is not None or config.group is not None) and os.geteuid() != 0:
             log.warning("not running as root: user/group ignored",
                         extra={"fields": {"program": name}})
+        for lim in self.limits():
+            if lim.enforced in ("polled", "not enforced"):
+                log.warning("limit not kept by the kernel", extra={"fields": {
+                    "program": name, "limit": lim.kind, "enforced": lim.enforced,
+                    "isolation": rt.isolation}})
 
     # --- configuration -------------------------------------------------------------------
 
@@ -151,7 +157,8 @@ class Program:
         try:
             if inst.sink is None:  # before spawning: a child must never lack its reader
                 inst.sink = self._sink(inst)
-            child = self.rt.start(self.spawn_spec(inst.index), inst.sink)
+            confinement = self.config.limits.confinement(f"{self.name}-{inst.index}")
+            child = self.rt.start(self.spawn_spec(inst.index), inst.sink, confinement)
         except (SpawnFailed, OSError) as e:
             log.error("cannot start instance", extra={"fields": self._fields(inst, err=str(e))})
             self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now()), None)
@@ -385,16 +392,40 @@ class Program:
         return [i.run for i in self.instances.values() if i.run is not None]
 
     def record(self, usage: dict[int, Usage], now: float) -> None:
-        """Take one measurement of each process tree; the program's CPU adds what is new."""
+        """Take one measurement of each process; the program's counters add what is new."""
         for run in self.running():
             measured = usage.get(run.child.pid)
             if measured is None:
                 continue
             self.cpu_user += max(measured.cpu_user - run.cpu_user, 0.0)
             self.cpu_system += max(measured.cpu_system - run.cpu_system, 0.0)
+            if measured.cpu_throttled is not None:
+                self.cpu_throttled = (self.cpu_throttled or 0.0) + max(
+                    measured.cpu_throttled - run.cpu_throttled, 0.0)
+                run.cpu_throttled = measured.cpu_throttled
             run.rss_bytes = measured.rss_bytes
             run.cpu_user, run.cpu_system = measured.cpu_user, measured.cpu_system
+            run.cgroup_memory_bytes, run.tasks = measured.cgroup_memory_bytes, measured.tasks
             run.sampled_at = now
+
+    def limits(self) -> tuple[LimitView, ...]:
+        """The configured limits and who keeps each (see LimitView)."""
+        lim = self.config.limits
+        kernel = self.rt.enforceable
+        views = []
+        for kind in ("memory", "memory_high", "swap", "cpu", "tasks"):
+            value = getattr(lim, kind)
+            if value is not None:
+                keeper = ("kernel" if kind in kernel
+                          else "polled" if kind == "memory" else "not enforced")
+                views.append(LimitView(kind, value, keeper))
+        for kind in ("nofile", "core"):
+            value = getattr(lim, kind)
+            if value is not None:
+                views.append(LimitView(kind, value, "process"))
+        if lim.umask is not None:
+            views.append(LimitView("umask", f"{lim.umask:04o}", "process"))
+        return tuple(views)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -413,6 +444,8 @@ class Program:
                 backoff_seconds=max(0.0, i.backoff_until - now) if i.backoff_until else 0.0,
                 last_exit=i.last_exit,
                 started_at=wall - (now - run.started) if run else None,
+                cgroup_memory_bytes=run.cgroup_memory_bytes if run else None,
+                tasks=run.tasks if run else None,
             ))
         return ProgramView(
             program=self.name,
@@ -422,9 +455,10 @@ class Program:
             instances=tuple(instances),
             restarts=dict(self.restarts),
             exit_code=self.exit_code,
-            memory_limit=self.config.limits.memory,
+            limits=self.limits(),
             cpu_user=self.cpu_user,
             cpu_system=self.cpu_system,
+            cpu_throttled=self.cpu_throttled,
         )
 
 

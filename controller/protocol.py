@@ -51,12 +51,18 @@ if TYPE_CHECKING:
         utilization: float | None
         desired: int
 
+    class LimitStatus(TypedDict):
+        kind: str
+        value: int | float | str
+        enforced: str  # kernel, polled, process, not enforced
+
     class ProgramStatus(TypedDict):
         program: str
         state: str
         desired: int
         pool: PoolStatus | None
         instances: list[InstanceStatus]
+        limits: NotRequired[list[LimitStatus]]
 
     class Status(TypedDict):
         programs: list[ProgramStatus]

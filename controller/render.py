@@ -84,9 +84,30 @@ def _pools(result: Status) -> list[str]:
     return lines
 
 
+SIZES = frozenset({"memory", "memory_high", "swap", "core"})
+
+
+def _limit_value(kind: str, value: int | float | str) -> str:
+    if kind in SIZES and isinstance(value, int):
+        return format_size(value)
+    return str(value)
+
+
+def _limits(result: Status) -> list[str]:
+    """One line per program with limits: each value and who keeps it (kernel, polled...)."""
+    lines = []
+    for prog in result.get("programs", []):
+        limits = prog.get("limits") or []
+        if limits:
+            kept = ", ".join(f"{lim['kind']} {_limit_value(lim['kind'], lim['value'])} "
+                             f"({lim['enforced']})" for lim in limits)
+            lines.append(f"limits {prog['program']}: {kept}")
+    return lines
+
+
 def render_status(result: Status, now: float) -> str:
     body = table([COLUMNS, *status_rows(result, now)])
-    return "\n".join([body, *_pools(result)])
+    return "\n".join([body, *_pools(result), *_limits(result)])
 
 
 def print_logs(files: list[str], program: str, lines: int | None, keep: bool) -> None:

@@ -13,6 +13,8 @@ with virtual time drives all of it.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
 import random
 import signal
@@ -24,6 +26,14 @@ from typing import Protocol
 
 from procpilot.controller import health
 from procpilot.controller.config import Health
+from procpilot.controller.confinement import Confinement
+from procpilot.controller.isolation import (
+    Backend,
+    Cell,
+    IsolationError,
+    kill_and_wait,
+)
+from procpilot.controller.isolation import Usage as CellUsage
 from procpilot.controller.logsink import LogFiles, PipeReader, Sink
 from procpilot.controller.reaper import Reaper
 from procpilot.controller.spawn import SpawnSpec, signal_group, spawn
@@ -34,6 +44,11 @@ from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
 from procpilot.core.procfs.hoststat import read_busy_seconds
 from procpilot.core.procfs.vmstat import read_oom_kills
 
+log = logging.getLogger("procpilot.runtime")
+LEFTOVER_KILL_SECONDS = 5.0  # at start-up, per cell an earlier controller left
+RECLAIM_POLL = 0.05  # seconds between looks at a killed cell before removing it
+RECLAIM_ATTEMPTS = 200  # ten seconds of them
+
 
 class SpawnFailed(Exception):
     """The program could not be started at all; str() says why (no such file, bad user...)."""
@@ -41,11 +56,14 @@ class SpawnFailed(Exception):
 
 @dataclass(frozen=True)
 class Usage:
-    """One instance's process tree at one measurement."""
+    """One instance's process tree (or cgroup) at one measurement."""
 
-    rss_bytes: int
+    rss_bytes: int | None  # its process tree's RSS, or its cgroup's anonymous memory
     cpu_user: float  # seconds used since the instance's process started, its tree included
     cpu_system: float
+    cgroup_memory_bytes: int | None = None  # the cgroup's charge, page cache included
+    cpu_throttled: float | None = None  # seconds, since the process started
+    tasks: int | None = None  # processes and threads
 
 
 class Child(Protocol):
@@ -72,6 +90,15 @@ class Child(Protocol):
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended the main process (ask after it exited)."""
 
+    @property
+    def kernel_limits(self) -> frozenset[str]:
+        """The limits of its confinement that the kernel enforces (memory, cpu, tasks...)."""
+
+    @property
+    def accounted(self) -> bool:
+        """Whether the kernel counts its memory and CPU (a cgroup): then a measurement is
+        exact whenever it is taken, and needs no polling in between."""
+
 
 class Runtime(Protocol):
     loop: asyncio.AbstractEventLoop
@@ -83,8 +110,8 @@ class Runtime(Protocol):
     def rand(self) -> float:
         """Uniform in [0, 1), for backoff jitter."""
 
-    def start(self, spec: SpawnSpec, sink: Sink) -> Child:
-        """Start spec with its output going to sink; SpawnFailed when it cannot start."""
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> Child:
+        """Start spec confined, with its output going to sink; SpawnFailed when it cannot."""
 
     async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
         """Run one health check (an exec check runs like the program itself)."""
@@ -94,6 +121,14 @@ class Runtime(Protocol):
 
     def host_busy_seconds(self) -> float | None:
         """CPU seconds the whole host was busy since boot (for ``metric: system`` pools)."""
+
+    @property
+    def isolation(self) -> str:
+        """The isolation backend: cgroup2, cgroup1 or none."""
+
+    @property
+    def enforceable(self) -> frozenset[str]:
+        """The limits the kernel can keep here (memory, memory_high, swap, cpu, tasks)."""
 
 
 class SupervisorRuntime(Runtime, Protocol):
@@ -111,16 +146,24 @@ class SupervisorRuntime(Runtime, Protocol):
     async def wind_down(self, drain_bound: float, output_bound: float) -> None:
         """At shutdown: wait for stopped groups to finish and for their last output."""
 
+    @property
+    def leftovers_killed(self) -> int:
+        """Processes found in cells left by an earlier controller, killed at start-up."""
+
 
 class ProcessChild:
-    """A real instance process: its process group, its exit through the reaper."""
+    """A real instance process: its process group and its cell, its exit through the reaper."""
 
-    def __init__(self, rt: ProcessRuntime, pid: int, exited: asyncio.Future[ExitStatus]) -> None:
+    def __init__(self, rt: ProcessRuntime, pid: int, exited: asyncio.Future[ExitStatus],
+                 cell: Cell) -> None:
         self._rt = rt
         self._pid = pid
         self._exited = exited
-        self._oom_kills_at_start = read_oom_kills(rt.fs)
-        self.cpu_user = 0.0  # accumulated by ProcessRuntime.measure
+        self.cell = cell
+        self._oom_kills_at_start = cell.oom_kills()
+        self._host_oom_kills_at_start = read_oom_kills(rt.fs)
+        self._reclaiming = False
+        self.cpu_user = 0.0  # accumulated by ProcessRuntime.measure over a process tree
         self.cpu_system = 0.0
 
     @property
@@ -131,66 +174,122 @@ class ProcessChild:
     def exited(self) -> asyncio.Future[ExitStatus]:
         return self._exited
 
+    @property
+    def kernel_limits(self) -> frozenset[str]:
+        return frozenset(self.cell.enforced)
+
+    @property
+    def accounted(self) -> bool:
+        return self._rt.cells_account(self.cell)
+
     def signal(self, sig: int) -> bool:
         return signal_group(self._pid, sig)
 
     def kill(self) -> None:
         signal_group(self._pid, signal.SIGKILL)
+        self.cell.kill()  # what left the group (setsid) but not the cell
+        self._reclaim()
+
+    def _alive(self) -> bool:
+        return signal_group(self._pid, 0) or not self.cell.empty()
 
     def finish(self, deadline: float) -> asyncio.Future[None] | None:
-        """Wait for the rest of the group until deadline, then SIGKILL it.
+        """Wait for the rest of the group and cell until deadline, then kill what is left.
 
-        The group's last member is always reaped by the controller (members left behind
-        are re-parented to it), so checking after each orphan reap sees it empty.
+        The last process of it is always reaped by the controller (processes left behind
+        re-parent to it), so checking after each orphan reap sees it gone.
         """
-        pgid = self._pid
-        if not signal_group(pgid, 0):
+        if not self._alive():
+            self._reclaim()
             return None
         rt = self._rt
         done: asyncio.Future[None] = rt.loop.create_future()
-        timer = rt.loop.call_later(max(deadline - rt.loop.time(), 0.0),
-                                   signal_group, pgid, signal.SIGKILL)
+        timer = rt.loop.call_later(max(deadline - rt.loop.time(), 0.0), self.kill)
 
         def check() -> None:
-            if not signal_group(pgid, 0):
+            if not self._alive():
                 timer.cancel()
                 rt.reaper.orphan_listeners.discard(check)
                 rt.draining.discard(done)
                 done.set_result(None)
+                self._reclaim()
 
         rt.reaper.orphan_listeners.add(check)
         rt.draining.add(done)
         return done
 
-    def oom_killed(self) -> bool:
-        """Guessed from the host's OOM kill counter: it rose while this process ran.
+    def _reclaim(self, attempt: int = 0) -> None:
+        """Remove the cell once it is empty (a killed process takes a moment to go)."""
+        if self._reclaiming and attempt == 0:
+            return
+        self._reclaiming = True
+        self._rt.reclaiming.add(self)
+        if self.cell.remove():
+            self._rt.reclaiming.discard(self)
+            return
+        if attempt >= RECLAIM_ATTEMPTS:
+            log.warning("cell still has processes; left in place, removed at the next start",
+                        extra={"fields": {"cell": self.cell.name, "pids": self.cell.pids()}})
+            return
+        self.cell.kill()
+        self._rt.loop.call_later(RECLAIM_POLL, self._reclaim, attempt + 1)
 
-        Host-wide, so an OOM kill elsewhere at the same time is mistaken for this one.
-        """
-        before, now = self._oom_kills_at_start, read_oom_kills(self._rt.fs)
+    def oom_killed(self) -> bool:
+        """Exact where the cell counts OOM kills; else guessed from the host's counter (it
+        rose while this process ran), which mistakes an OOM kill elsewhere for this one."""
+        before, now = self._oom_kills_at_start, self.cell.oom_kills()
+        if before is not None and now is not None:
+            return now > before
+        before, now = self._host_oom_kills_at_start, read_oom_kills(self._rt.fs)
         return before is not None and now is not None and now > before
 
 
 class ProcessRuntime:
-    """The real runtime: processes in their own groups, the reaper, procfs."""
+    """The real runtime: processes in their own groups and cells, the reaper, procfs."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fs: FS) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fs: FS, backend: Backend) -> None:
         self.loop = loop
         self.fs = fs
+        self.backend = backend
         self.reaper = Reaper(loop)
         self.logs = LogFiles()
         self.readers: set[PipeReader] = set()  # output pipes still open (leftovers included)
         self.draining: set[asyncio.Future[None]] = set()  # groups finishing after a stop
+        self.leftovers_killed = 0
+        self.reclaiming: set[ProcessChild] = set()  # cells waiting to be empty and removed
         self._cpu: CpuTracker[tuple[int, int]] = CpuTracker()
         self._walk_subtree = has_children_files(fs)
         self._procfs = ProcReader(fs)
+        self._runs = itertools.count(1)
+        self._cells_account: bool | None = None
+
+    @property
+    def isolation(self) -> str:
+        return self.backend.name
+
+    @property
+    def enforceable(self) -> frozenset[str]:
+        return frozenset(self.backend.supports)
 
     def install(self) -> None:
+        """Become the reaper, then end what an earlier controller left in its cells."""
         self.reaper.install()
+        for cell in self.backend.leftovers():
+            pids = cell.pids()
+            gone = kill_and_wait(cell, timeout=LEFTOVER_KILL_SECONDS)
+            removed = gone and cell.remove()
+            self.leftovers_killed += len(pids)
+            log.warning("killed what an earlier controller left", extra={"fields": {
+                "cell": cell.name, "processes": len(pids), "removed": removed}})
 
     def close(self) -> None:
+        """After shutdown: the last cells are emptied and removed before the root goes."""
+        for child in list(self.reclaiming):
+            kill_and_wait(child.cell, timeout=RECLAIM_POLL * RECLAIM_ATTEMPTS)
+            child.cell.remove()
         self.reaper.uninstall()
         self.logs.close_all()
+        self.backend.close()
 
     @property
     def reaped_orphans(self) -> int:
@@ -202,30 +301,55 @@ class ProcessRuntime:
     def rand(self) -> float:
         return random.random()
 
-    def start(self, spec: SpawnSpec, sink: Sink) -> ProcessChild:
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> ProcessChild:
         try:
-            child = spawn(spec, self.reaper)
+            cell = self.backend.create(f"{confinement.name}-{next(self._runs)}",
+                                       confinement.limits)
+        except (IsolationError, ValueError) as e:
+            raise SpawnFailed(f"cannot make its cgroup: {e}") from e
+        try:
+            child = spawn(spec, self.reaper, [*cell.enter_argv(), *confinement.argv()])
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
+            cell.remove()
             raise SpawnFailed(str(e)) from e
         if child.output_fd is not None:
             reader = PipeReader(self.loop, child.output_fd, sink)
             self.readers.add(reader)
             reader.done.add_done_callback(lambda _: self.readers.discard(reader))
-        return ProcessChild(self, child.pid, child.exited)
+        return ProcessChild(self, child.pid, child.exited, cell)
+
+    def cells_account(self, cell: Cell) -> bool:
+        """Whether cells count memory and CPU here (asked of the first cell, then kept)."""
+        if self._cells_account is None:
+            u = cell.usage()
+            self._cells_account = None not in (u.memory_bytes, u.anon_bytes, u.cpu_user_seconds)
+        return self._cells_account
 
     async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
         return await health.check_once(check, self.reaper, spec)
 
     def measure(self, children: Sequence[Child]) -> dict[int, Usage]:
-        """One procfs pass: the controller's subtree, or all of /proc without children files."""
-        if not children:
-            return {}
+        """Each child's cgroup where it counts memory and CPU; the others' process trees,
+        from one procfs pass (the controller's subtree, or all of /proc without the
+        children files)."""
+        usage: dict[int, Usage] = {}
+        walk = []
+        for child in children:
+            assert isinstance(child, ProcessChild)
+            if child.accounted:
+                usage[child.pid] = _cell_usage(child.cell.usage())
+            else:
+                walk.append(child)
+        if walk:
+            usage.update(self._walk(walk))
+        return usage
+
+    def _walk(self, children: list[ProcessChild]) -> dict[int, Usage]:
         procs = (subtree(self.fs, os.getpid()) if self._walk_subtree
                  else self._procfs.snapshot().procs)
         members = tree_members(procs, [c.pid for c in children])
         usage = {}
         for child in children:
-            assert isinstance(child, ProcessChild)
             tree = members.get(child.pid, [])
             for p in tree:
                 used = self._cpu.observe(p.key, p.utime, p.stime)
@@ -233,7 +357,8 @@ class ProcessRuntime:
                 child.cpu_system += used.system
             if tree:
                 usage[child.pid] = Usage(sum(p.rss_bytes for p in tree),
-                                         child.cpu_user, child.cpu_system)
+                                         child.cpu_user, child.cpu_system,
+                                         tasks=sum(p.num_threads for p in tree))
         self._cpu.sweep()
         return usage
 
@@ -248,3 +373,9 @@ class ProcessRuntime:
             await asyncio.wait([r.done for r in self.readers], timeout=output_bound)
         for reader in list(self.readers):
             reader.close()
+
+
+def _cell_usage(u: CellUsage) -> Usage:
+    return Usage(u.anon_bytes, u.cpu_user_seconds or 0.0, u.cpu_system_seconds or 0.0,
+                 cgroup_memory_bytes=u.memory_bytes, cpu_throttled=u.cpu_throttled_seconds,
+                 tasks=u.tasks)

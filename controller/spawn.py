@@ -3,13 +3,15 @@
 Every child gets PR_SET_PDEATHSIG=SIGKILL so it dies with the controller, even when the
 controller is SIGKILLed. Two ways, picked per spawn:
 
-- normally, util-linux's ``setpriv --pdeathsig KILL --`` is exec'd in front of the program.
-  Without a ``preexec_fn`` Popen takes its vfork path, and spawning costs ~0.2 ms instead of
-  ~4 ms for fork + preexec in a 50 MB interpreter (crash-to-restart latency is mostly this;
-  see benchmarks/controller_restart.py). The program's executable is resolved before
-  spawning so that a missing one is still an error here, not an exit status of setpriv;
-- when dropping privileges (Popen must fork anyway to change uid/gid) or when setpriv is
-  missing, a ``preexec_fn`` calls prctl itself, after the uid change (which would clear it).
+- normally, util-linux's ``setpriv [--reuid/--regid/--groups] --pdeathsig KILL --`` is
+  exec'd in front of the program: it drops privileges, then sets the parent-death signal (a
+  credential change would clear it). Without a ``preexec_fn`` Popen takes its vfork path,
+  and spawning costs ~0.2 ms instead of ~4 ms for fork + preexec in a 50 MB interpreter
+  (crash-to-restart latency is mostly this; see benchmarks/controller_restart.py). The
+  program's executable is resolved before spawning so that a missing one is still an error
+  here, not an exit status of setpriv;
+- when setpriv is missing, Popen changes uid/gid itself and a ``preexec_fn`` calls prctl,
+  after the uid change.
 
 ``subprocess.Popen`` is used for the fork/exec mechanics only. Its pid is watched by the
 :class:`~controller.reaper.Reaper`, which is the only code that waits for it; the Popen
@@ -152,20 +154,38 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def spawn(spec: SpawnSpec, reaper: Reaper) -> Child:
+def _setpriv_credentials(uid: int | None, gid: int | None, groups: list[int] | None,
+                         ) -> list[str]:
+    """setpriv options that switch to these ids (it sets the parent-death signal after)."""
+    options = []
+    if uid is not None:
+        options.append(f"--reuid={uid}")
+    if gid is not None:
+        options.append(f"--regid={gid}")
+    if groups is not None:
+        options.append(f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups")
+    return options
+
+
+def spawn(spec: SpawnSpec, reaper: Reaper, prefix: Sequence[str] = ()) -> Child:
     """Fork and exec spec in a new process group; raises OSError/KeyError when it cannot.
 
+    ``prefix`` is exec'd first, as root, and must exec the rest of the argv (the isolation
+    cell's entry, rlimits): the credential change comes after it, by setpriv.
     Must run on the loop thread: the pid is registered with the reaper before the loop can
     run the SIGCHLD callback, and PR_SET_PDEATHSIG follows the thread that forked.
     """
     uid, gid, groups = _credentials(spec.user, spec.group)
-    argv = list(spec.argv)
-    setpriv = _setpriv() if uid is None and gid is None else None
+    program = [_resolve(spec.argv[0], spec.env, spec.cwd), *spec.argv[1:]]
+    setpriv = _setpriv()
     preexec: Callable[[], None] | None = None
     if setpriv is not None:
-        argv = [setpriv, "--pdeathsig", "KILL", "--", _resolve(argv[0], spec.env, spec.cwd),
-                *argv[1:]]
+        argv = [*prefix, setpriv, *_setpriv_credentials(uid, gid, groups),
+                "--pdeathsig", "KILL", "--", *program]
+        uid = gid = None
+        groups = None
     else:
+        argv = [*prefix, *program]
         preexec = _pdeathsig_preexec(os.getpid())
     read_fd = write_fd = None
     if spec.capture_output:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("procpilot.controller")
 CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown
 DRAIN_GRACE = 5.0  # seconds past the longest stop timeout that shutdown waits for leftovers
+REFRESH = 1.0  # seconds a measurement of cgroup-accounted instances is reused for
 
 READER_DRAIN_SECONDS = 2.0  # at shutdown, how long leftover output may still trickle in
 
@@ -71,6 +72,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.TimerHandle | None = None
         self.control: ControlServer | None = None  # while run() serves the socket
+        self._refreshed: dict[str, float] = {}  # program -> loop time of its last refresh
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -158,7 +160,8 @@ class Supervisor:
         if old is not None:
             old.close()
         if program.config.autoscale is not None and not self._done.is_set():
-            scaler = self.scalers[program.name] = PoolScaler(program)
+            scaler = self.scalers[program.name] = PoolScaler(
+                program, lambda: self.refresh([program]))
             scaler.start()
 
     async def _reconfigure(self, program: Program, cfg: ProgramConfig) -> None:
@@ -191,19 +194,40 @@ class Supervisor:
         self._sampler = self.loop.call_later(self.sample_interval(), self.sample)
 
     def sample(self) -> None:
-        """One measurement of every instance; then the memory limits are checked."""
+        """Measure the instances the kernel does not account for, then check memory limits.
+
+        Instances in cgroups that count memory and CPU need no polling: their counters are
+        exact whenever read, and the kernel keeps their limits; they are measured when
+        someone looks (``refresh``).
+        """
         try:
-            programs = list(self.programs.values())
-            children = [run.child for p in programs for run in p.running()]
-            usage = self.rt.measure(children)
-            now = self.loop.time()
-            for program in programs:
-                program.record(usage, now)
+            self.measure(self.programs.values(), accounted=False)
+            for program in list(self.programs.values()):
                 enforce_memory_limit(program)
         except Exception:  # one bad pass must not end memory checks for good
             log.exception("sampling failed")
         finally:
             self._schedule_sample()
+
+    def measure(self, programs: Iterable[Program], accounted: bool) -> None:
+        """One measurement of the programs' instances that are (not) accounted by cgroups."""
+        programs = list(programs)
+        children = [run.child for p in programs for run in p.running()
+                    if run.child.accounted == accounted]
+        if not children:
+            return
+        usage = self.rt.measure(children)
+        now = self.loop.time()
+        for program in programs:
+            program.record(usage, now)
+
+    def refresh(self, programs: Iterable[Program]) -> None:
+        """Measure the cgroup-accounted instances of these programs, unless just done."""
+        now = self.loop.time()
+        stale = [p for p in programs if now - self._refreshed.get(p.name, -REFRESH) >= REFRESH]
+        for program in stale:
+            self._refreshed[program.name] = now
+        self.measure(stale, accounted=True)
 
     # --- reload --------------------------------------------------------------------------
 
@@ -259,12 +283,15 @@ class Supervisor:
 
     def view(self) -> ControllerView:
         programs = sorted(self.programs.values(), key=lambda p: (p.config.priority, p.name))
+        self.refresh(programs)
         return ControllerView(
             programs=tuple(p.view(self._pool_view(p)) for p in programs),
             reaped_processes=self.rt.reaped_orphans,
             reloads=dict(self.reloads),
             last_reload_ok=self.last_reload_ok,
             last_reload_success=self.last_reload_success,
+            isolation=self.rt.isolation,
+            leftovers_killed=self.rt.leftovers_killed,
         )
 
     def _pool_view(self, program: Program) -> PoolView | None:

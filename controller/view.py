@@ -15,6 +15,7 @@ from procpilot.controller.states import ExitStatus
 if TYPE_CHECKING:
     from procpilot.controller.protocol import (
         InstanceStatus,
+        LimitStatus,
         PoolStatus,
         ProgramStatus,
         Status,
@@ -39,6 +40,8 @@ class InstanceView:
     backoff_seconds: float
     last_exit: LastExit | None
     started_at: float | None  # unix seconds of the running process's start
+    cgroup_memory_bytes: int | None = None  # its cgroup's charge, page cache included
+    tasks: int | None = None  # processes and threads of the running process's tree
 
     def status(self) -> InstanceStatus:
         last = self.last_exit
@@ -75,6 +78,19 @@ class PoolView:
 
 
 @dataclass(frozen=True)
+class LimitView:
+    """One configured limit per instance and who keeps it: the kernel (a cgroup), the
+    controller by measuring (polled), the process itself (rlimits, umask), or no one."""
+
+    kind: str  # memory, memory_high, swap, cpu, tasks, nofile, core, umask
+    value: int | float | str
+    enforced: str  # kernel, polled, process, not enforced
+
+    def status(self) -> LimitStatus:
+        return {"kind": self.kind, "value": self.value, "enforced": self.enforced}
+
+
+@dataclass(frozen=True)
 class ProgramView:
     program: str
     state: str
@@ -83,9 +99,13 @@ class ProgramView:
     instances: tuple[InstanceView, ...]
     restarts: dict[str, int] = field(default_factory=dict)  # by reason, monotonic
     exit_code: int | None = None  # last exit, signal n as 128 + n
-    memory_limit: int | None = None
+    limits: tuple[LimitView, ...] = ()
     cpu_user: float = 0.0
     cpu_system: float = 0.0
+    cpu_throttled: float | None = None  # seconds, monotonic; None without a cpu cgroup
+
+    def limit(self, kind: str) -> int | float | str | None:
+        return next((lim.value for lim in self.limits if lim.kind == kind), None)
 
     def status(self) -> ProgramStatus:
         return {
@@ -94,6 +114,7 @@ class ProgramView:
             "desired": self.desired,
             "pool": self.pool.status() if self.pool else None,
             "instances": [i.status() for i in self.instances],
+            "limits": [lim.status() for lim in self.limits],
         }
 
     @property
@@ -108,6 +129,8 @@ class ControllerView:
     reloads: dict[str, int]  # by result: success, failure
     last_reload_ok: bool = True
     last_reload_success: float = 0.0  # unix time the config was last loaded successfully
+    isolation: str = "none"  # the backend: cgroup2, cgroup1, none
+    leftovers_killed: int = 0  # processes an earlier controller left, killed at start-up
 
     def status(self) -> Status:
         return {"programs": [p.status() for p in self.programs]}

@@ -59,6 +59,14 @@ def parse_keyed(data: Data, name: str) -> dict[str, int]:
     return values
 
 
+def parse_key(data: Data, name: str, key: str) -> int:
+    """One value of a ``key value`` file (memory.stat's anon, say); ValueError when absent."""
+    value = parse_keyed(data, name).get(key)
+    if value is None:
+        raise ValueError(f"{name}: no {key} line")
+    return value
+
+
 def _require(values: dict[str, int], keys: Iterable[str], name: str) -> None:
     missing = [k for k in keys if k not in values]
     if missing:

@@ -77,11 +77,14 @@ class Limits:
 class Usage:
     """What a cell used, as far as its backend can tell; ``missing`` says why a field is None.
 
-    ``memory_bytes`` is the cgroup's charge, which includes page cache (unlike RSS).
+    ``memory_bytes`` is the cgroup's charge, which includes page cache (unlike RSS);
+    ``anon_bytes`` its anonymous memory (memory.stat anon, v1 total_rss), the part of it that
+    is like RSS: no page cache, though a page shared by two processes counts once.
     ``tasks`` counts threads where the pids controller is there, else processes.
     """
 
     memory_bytes: int | None = None
+    anon_bytes: int | None = None
     memory_peak_bytes: int | None = None
     cpu_seconds: float | None = None
     cpu_user_seconds: float | None = None

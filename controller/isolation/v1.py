@@ -229,6 +229,10 @@ class Cgroup1Cell:
         r = Reading()
         memory = self._count(r, "memory_bytes", "memory", "memory.usage_in_bytes")
         peak = self._count(r, "memory_peak_bytes", "memory", "memory.max_usage_in_bytes")
+        anon = None
+        if (stat := self._file("memory", "memory.stat")) is not None:
+            anon = r.get("anon_bytes", stat,
+                         lambda d: cgroupfs.parse_key(d, "memory.stat", "total_rss"))
         total = None
         times = None
         throttling = None
@@ -251,6 +255,7 @@ class Cgroup1Cell:
             r.missing.pop("tasks")
         return Usage(
             memory_bytes=memory,
+            anon_bytes=anon,
             memory_peak_bytes=peak,
             cpu_seconds=total,
             cpu_user_seconds=times.user_seconds if times else None,

@@ -272,6 +272,8 @@ class Cgroup2Cell:
         r = Reading()
         memory = r.get("memory_bytes", self._file("memory.current"),
                        lambda d: cgroupfs.parse_count(d, "memory.current"))
+        anon = r.get("anon_bytes", self._file("memory.stat"),
+                     lambda d: cgroupfs.parse_key(d, "memory.stat", "anon"))
         peak = r.get("memory_peak_bytes", self._file("memory.peak"),  # Linux 5.19+
                      lambda d: cgroupfs.parse_count(d, "memory.peak"))
         cpu = r.get("cpu_seconds", self._file("cpu.stat"), cgroupfs.parse_cpu_stat)
@@ -291,6 +293,7 @@ class Cgroup2Cell:
                 r.lack(key, r.missing["cpu_seconds"])
         return Usage(
             memory_bytes=memory,
+            anon_bytes=anon,
             memory_peak_bytes=peak,
             cpu_seconds=cpu.usage_seconds if cpu else None,
             cpu_user_seconds=cpu.user_seconds if cpu else None,

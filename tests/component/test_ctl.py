@@ -70,6 +70,9 @@ STATUS = {
                  "last_exit": {"code": None, "signal": 9, "reason": "memory_limit",
                                "time": NOW - 5}},
             ],
+            "limits": [{"kind": "memory", "value": 104857600, "enforced": "polled"},
+                       {"kind": "cpu", "value": 0.5, "enforced": "not enforced"},
+                       {"kind": "umask", "value": "0027", "enforced": "process"}],
         },
         {
             "program": "workers",
@@ -133,6 +136,8 @@ def test_status_table(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
     assert re.fullmatch(r"exit 1, failed_start, \S+ ago", workers0[7])
     assert idle == ["idle", "-", "stopped", "-", "-", "-", "-", "-"]
     assert lines[5] == "pool workers: auto, desired 1 (min 1, max 4), utilization 0.43"
+    assert lines[6] == ("limits web: memory 100.0MiB (polled), cpu 0.5 (not enforced), "
+                        "umask 0027 (process)")
 
 
 def test_status_ages_are_relative_to_now() -> None:

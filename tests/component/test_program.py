@@ -15,6 +15,7 @@ import pytest
 
 from procpilot.controller.config import ProgramConfig
 from procpilot.controller.instance import Instance, pick_to_stop
+from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.program import Program, wait_all
 from procpilot.controller.runtime import Usage
 from procpilot.controller.states import Cause, State
@@ -287,3 +288,37 @@ def test_pick_to_stop_takes_the_newest_first() -> None:
     assert pick_to_stop(instances, 3) == ["web-3", "web-2", "web-1"]
     assert pick_to_stop(instances, 0) == []
     assert pick_to_stop(instances, 9) == ["web-3", "web-2", "web-1", "web-0"]
+
+
+@pytest.mark.parametrize(("kernel", "keepers"), [
+    (frozenset(), {"memory": "polled", "cpu": "not enforced", "tasks": "not enforced",
+                   "nofile": "process", "umask": "process"}),
+    (frozenset({"memory", "cpu", "tasks"}), {"memory": "kernel", "cpu": "kernel",
+                                              "tasks": "kernel", "nofile": "process",
+                                              "umask": "process"}),
+])
+def test_each_limit_says_who_keeps_it(kernel: frozenset[str], keepers: dict[str, str]) -> None:
+    async def test(rt: FakeRuntime) -> None:
+        rt.enforceable = kernel
+        p = program(rt, limits={"memory": "64MiB", "cpu": 0.5, "tasks": 10, "nofile": 100,
+                                "umask": "022"})
+        assert {lim.kind: lim.enforced for lim in p.limits()} == keepers
+        await wait_all(p.start())
+        assert rt.current("web").confinement.limits.tasks == 10
+
+    on_program(test)
+
+
+def test_memory_is_polled_only_where_the_kernel_does_not_keep_it() -> None:
+    async def test(rt: FakeRuntime) -> None:
+        for kernel, restarts in ((frozenset({"memory"}), {}), (frozenset(), {"memory_limit": 1})):
+            rt.enforceable = kernel
+            p = program(rt, limits={"memory": "64MiB"})
+            await wait_all(p.start())
+            rt.children[-1].usage = Usage(65 << 20, 0.0, 0.0)
+            p.record(rt.measure([rt.children[-1]]), 1.0)
+            enforce_memory_limit(p)
+            await sleep(0.5)
+            assert p.restarts == restarts
+
+    on_program(test)

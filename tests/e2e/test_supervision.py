@@ -94,12 +94,12 @@ def test_flooding_child_keeps_every_line_and_controller_responsive(tmp_path: Pat
         assert c.ok("logs", target="flood") == {"files": [str(logs / "flood-0.log")]}
 
 
-def test_memory_limit_restarts_the_instance(tmp_path: Path) -> None:
+def test_without_cgroups_memory_over_the_limit_is_polled_and_restarted(tmp_path: Path) -> None:
     hog = "b = bytearray(64 * 1024 * 1024); import time; time.sleep(1000)"
     programs = {"hog": {"command": [sys.executable, "-c", hog], **FAST,
                         "limits": {"memory": "32MiB", "check_interval": "200ms"},
                         "restart": {"delay": "100ms"}}}
-    with running(tmp_path, programs) as c:
+    with running(tmp_path, programs, isolation={"backend": "none"}) as c:
         wait_for(lambda: c.metric("procpilot_program_restarts_total", program="hog",
                                   reason="memory_limit"), what="a memory_limit restart")
         inst = c.instance("hog")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from procpilot.controller import client
+from procpilot.controller.isolation import IsolationError, choose, kill_and_wait
 from tests.support.service import ADDRESS, parse, value, wait_for
 
 DEADLINE = 30.0
@@ -143,6 +144,22 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        sweep_cgroups(self.socket)
+
+
+def sweep_cgroups(socket: Path) -> None:
+    """Remove what a controller on this socket left in cgroups (after a SIGKILL, say), so
+    test runs do not pile up cgroup directories named after their temporary sockets."""
+    if os.geteuid() != 0:
+        return
+    try:
+        backend = choose("auto", os.path.abspath(socket))
+    except IsolationError:
+        return
+    for cell in backend.leftovers():
+        kill_and_wait(cell)
+        cell.remove()
+    backend.close()
 
 
 @contextmanager

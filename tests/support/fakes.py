@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from procpilot.controller.config import Health
+from procpilot.controller.confinement import Confinement
 from procpilot.controller.logsink import LogFiles, Sink
 from procpilot.controller.runtime import Child, SpawnFailed, Usage
 from procpilot.controller.spawn import SpawnSpec
@@ -89,9 +90,11 @@ async def sleep(seconds: float) -> None:
 
 
 class FakeChild:
-    def __init__(self, rt: FakeRuntime, spec: SpawnSpec, pid: int, sink: Sink) -> None:
+    def __init__(self, rt: FakeRuntime, spec: SpawnSpec, pid: int, sink: Sink,
+                 confinement: Confinement) -> None:
         self.rt = rt
         self.spec = spec
+        self.confinement = confinement
         self._pid = pid
         self.sink = sink
         self._exited: asyncio.Future[ExitStatus] = rt.loop.create_future()
@@ -152,6 +155,14 @@ class FakeChild:
     def oom_killed(self) -> bool:
         return self.oom
 
+    @property
+    def kernel_limits(self) -> frozenset[str]:
+        return self.rt.enforceable & self.confinement.limits.kinds()
+
+    @property
+    def accounted(self) -> bool:
+        return bool(self.rt.enforceable)
+
 
 @dataclass
 class FakeRuntime:
@@ -164,6 +175,9 @@ class FakeRuntime:
     busy: dict[str, float] = field(default_factory=dict)  # program -> cores each process uses
     orphans: int = 0
     installed: bool = False
+    enforceable: frozenset[str] = frozenset()  # what a fake cgroup backend would enforce
+    isolation: str = "none"
+    leftovers_killed: int = 0
     _pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def wall(self) -> float:
@@ -172,11 +186,11 @@ class FakeRuntime:
     def rand(self) -> float:
         return 0.5  # no jitter: backoff delays are exactly delay * factor**n
 
-    def start(self, spec: SpawnSpec, sink: Sink) -> Child:
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> Child:
         argv = [str(a) for a in spec.argv]
         if argv[0] == "missing":
             raise SpawnFailed(f"[Errno 2] no such executable: {argv[0]!r}")
-        child = FakeChild(self, spec, next(self._pids), sink)
+        child = FakeChild(self, spec, next(self._pids), sink, confinement)
         self.children.append(child)
         if argv[0] == "exit":
             code = int(argv[1])

@@ -121,6 +121,7 @@ def test_v2_usage_and_oom_kills_from_the_files(host: tuple[Path, Path]) -> None:
     cell = backend.create("job", Limits())
     (cell_dir / "memory.current").write_text("1048576\n")
     (cell_dir / "memory.peak").write_text("2097152\n")
+    (cell_dir / "memory.stat").write_text("anon 524288\nfile 524288\nkernel 0\n")
     (cell_dir / "pids.current").write_text("3\n")
     (cell_dir / "cpu.stat").write_text(
         "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\nnr_periods 10\n"
@@ -128,6 +129,7 @@ def test_v2_usage_and_oom_kills_from_the_files(host: tuple[Path, Path]) -> None:
     (cell_dir / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
     usage = cell.usage()
     assert (usage.memory_bytes, usage.memory_peak_bytes, usage.tasks) == (1 << 20, 2 << 20, 3)
+    assert usage.anon_bytes == 1 << 19
     assert (usage.cpu_seconds, usage.cpu_user_seconds, usage.cpu_system_seconds) == \
         (1.5, 1.0, 0.5)
     assert usage.cpu_throttled_seconds == 0.25
