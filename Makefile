@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev, which bootstraps everything itself.
-.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup
+.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-memory-limit bench-isolation-spawn
 
 demo:
 	./dev demo
@@ -19,3 +19,7 @@ bench-autoscale:
 	./dev bench autoscale
 bench-ctl-startup:
 	./dev bench ctl-startup
+bench-memory-limit:
+	./dev bench memory-limit
+bench-isolation-spawn:
+	./dev bench isolation-spawn

@@ -1,10 +1,13 @@
 """Controller CPU while it supervises many idle instances with 1 s memory checks.
 
 Starts procpilot-controller with one program of N instances (``sleep``) that have a memory
-limit, so every second one procfs pass measures all N process trees. Once all are running,
-reads the controller's utime+stime from /proc over the window and reports it as a share of
-one core. The same run with supervisord (which does no memory checks) is printed alongside
-for scale when it is installed.
+limit and ``check_interval: 1s``, once with ``isolation: none`` (every second one procfs pass
+measures all N process trees) and once with the cgroup backend this machine has (the
+kernel keeps the limit; each instance's cgroup is read when metrics are scraped). Both are
+scraped every 15 s during the window, as Prometheus would. Once all instances run, it reads
+the controller's utime+stime from /proc over the window and reports it as a share of one
+core. The same run with supervisord (which does no memory checks) is printed alongside for
+scale when it is installed.
 
     .venv/bin/python benchmarks/controller_idle_cpu.py [--instances 200] [--seconds 60]
 """
@@ -23,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cpu_seconds
+from _common import cpu_seconds, free_port, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,10 +62,17 @@ def children(pid: int) -> int:
     return count
 
 
-def measure(pid: int, seconds: float) -> float:
-    """Share of one core the process used over the window."""
+SCRAPE_EVERY = 15.0
+
+
+def measure(pid: int, seconds: float, port: int | None = None) -> float:
+    """Share of one core the process used over the window (scraped every 15 s with a port)."""
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
+    end = t0 + seconds
+    while (now := time.monotonic()) < end:
+        if port is not None:
+            scrape(port)
+        time.sleep(min(SCRAPE_EVERY, end - now))
     return (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
 
 
@@ -75,9 +85,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_procpilot(tmp: Path, instances: int, seconds: float) -> float:
+def run_procpilot(tmp: Path, instances: int, seconds: float, isolation: str) -> float:
     config = tmp / "procpilot.yaml"
     config.write_text(
+        f"isolation: {{backend: {isolation}}}\n"
         "programs:\n"
         "  idle:\n"
         "    command: [sleep, '100000']\n"
@@ -88,9 +99,10 @@ def run_procpilot(tmp: Path, instances: int, seconds: float) -> float:
     sock = tmp / "ctl.sock"
     exe = ROOT / ".venv/bin/procpilot-controller"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "procpilot.controller.cli"]
+    port = free_port()
     proc = subprocess.Popen(
         [*cmd, "--config.file", str(config), "--control.socket", str(sock),
-         "--web.listen-address", "127.0.0.1:0", "--log.level", "warn"],
+         "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -100,7 +112,7 @@ def run_procpilot(tmp: Path, instances: int, seconds: float) -> float:
                 raise RuntimeError("instances did not all start")
             time.sleep(0.5)
         time.sleep(2)  # let start-up work settle
-        return measure(proc.pid, seconds)
+        return measure(proc.pid, seconds, port)
     finally:
         stop(proc)
 
@@ -136,13 +148,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="procpilot-bench-") as tmp:
-        ours = run_procpilot(Path(tmp), args.instances, args.seconds)
+        polled = run_procpilot(Path(tmp), args.instances, args.seconds, "none")
+        cells = run_procpilot(Path(tmp), args.instances, args.seconds, "auto")
         theirs = (run_supervisord(Path(tmp), args.instances, args.seconds)
                   if shutil.which("supervisord") else None)
     print("| supervisor | instances | window s | CPU (% of one core) |")
     print("|---|---:|---:|---:|")
-    print(f"| procpilot-controller (1 s memory checks) | {args.instances} | {args.seconds:.0f} | "
-          f"{ours * 100:.2f} |")
+    for name, share in (("isolation none: 1 s process-tree checks", polled),
+                        ("cgroup backend: kernel limits, cells read at scrape", cells)):
+        print(f"| procpilot-controller, {name} | {args.instances} | {args.seconds:.0f} | "
+              f"{share * 100:.2f} |")
     if theirs is not None:
         print(f"| supervisord (no memory checks) | {args.instances} | {args.seconds:.0f} | "
               f"{theirs * 100:.2f} |")

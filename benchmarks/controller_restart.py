@@ -1,4 +1,5 @@
-"""Crash-to-restart latency: procpilot-controller against Debian's supervisord.
+"""Crash-to-restart latency: procpilot-controller (in a cgroup per process, and with
+isolation none) against Debian's supervisord.
 
 The supervised program is one bash line that appends "start <time>" as soon as it runs and
 "end <time>" right before it exits 1 (bash's $EPOCHREALTIME: CLOCK_REALTIME in microseconds,
@@ -62,11 +63,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_procpilot(tmp: Path, restarts: int) -> list[float]:
-    out = tmp / "procpilot.times"
+def run_procpilot(tmp: Path, restarts: int, isolation: str) -> list[float]:
+    out = tmp / f"procpilot-{isolation}.times"
     config = tmp / "procpilot.yaml"
     command = ["/bin/bash", "--norc", "-c", PROGRAM.format(out=out)]
     config.write_text(
+        f"isolation: {{backend: {isolation}}}\n"
         "programs:\n"
         "  crash:\n"
         f"    command: {command!r}\n"
@@ -76,7 +78,7 @@ def run_procpilot(tmp: Path, restarts: int) -> list[float]:
     exe = ROOT / ".venv/bin/procpilot-controller"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "procpilot.controller.cli"]
     proc = subprocess.Popen(
-        [*cmd, "--config.file", str(config), "--control.socket", str(tmp / "ctl.sock"),
+        [*cmd, "--config.file", str(config), "--control.socket", str(tmp / f"{isolation}.sock"),
          "--web.listen-address", "127.0.0.1:0", "--log.level", "error"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -122,13 +124,15 @@ def main() -> None:
     parser.add_argument("--supervisord-restarts", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="procpilot-bench-") as tmp:
-        ours = run_procpilot(Path(tmp), args.restarts)
+        cells = run_procpilot(Path(tmp), args.restarts, "auto")
+        ours = run_procpilot(Path(tmp), args.restarts, "none")
         theirs = []
         if shutil.which("supervisord") and args.supervisord_restarts > 0:
             theirs = run_supervisord(Path(tmp), args.supervisord_restarts)
     print("| supervisor | restarts | median ms | p90 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|")
-    print(row("procpilot-controller", ours))
+    print(row("procpilot-controller, a cgroup per instance process", cells))
+    print(row("procpilot-controller, isolation none", ours))
     if theirs:
         print(row("supervisord " + supervisord_version(), theirs))
         ratio = statistics.median(theirs) / statistics.median(ours)

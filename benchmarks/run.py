@@ -3,7 +3,9 @@
 Names: exporter (scrape time and RSS against process-exporter and node_exporter),
 restart (crash-to-restart latency against supervisord), idle-cpu (controller CPU with 200
 idle instances), autoscale (the pool policy simulated against a step rule),
-ctl-startup (procpilotctl --help against a bare interpreter start).
+ctl-startup (procpilotctl --help against a bare interpreter start), memory-limit (peak memory
+of a fast allocator, polled limit against the kernel's), isolation-spawn (what entering a
+cgroup adds to a spawn).
 With no name, all run (about 10 minutes on a 2-core machine).
 """
 
@@ -20,6 +22,8 @@ BENCHMARKS = {
     "idle-cpu": ["controller_idle_cpu.py", "--seconds", "60"],
     "autoscale": ["autoscale_sim.py"],
     "ctl-startup": ["ctl_startup.py"],
+    "memory-limit": ["memory_limit.py"],
+    "isolation-spawn": ["isolation_spawn.py"],
 }
 
 

@@ -60,11 +60,15 @@ def parse_keyed(data: Data, name: str) -> dict[str, int]:
 
 
 def parse_key(data: Data, name: str, key: str) -> int:
-    """One value of a ``key value`` file (memory.stat's anon, say); ValueError when absent."""
-    value = parse_keyed(data, name).get(key)
-    if value is None:
-        raise ValueError(f"{name}: no {key} line")
-    return value
+    """One value of a ``key value`` file (memory.stat's anon, say); ValueError when absent.
+
+    Stops at that line: memory.stat has dozens, read at every measurement of every cell.
+    """
+    prefix = key + " "
+    for number, line in enumerate(_text(data, name).splitlines(), 1):
+        if line.startswith(prefix):
+            return _count(line[len(prefix):].strip(), f"{name}: line {number}")
+    raise ValueError(f"{name}: no {key} line")
 
 
 def _require(values: dict[str, int], keys: Iterable[str], name: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote
 
-from procpilot.core.procfs.files import read_file
+from procpilot.core.procfs.files import READ_LIMIT, read_file
 
 LimitKind = Literal["memory", "memory_high", "swap", "cpu", "tasks"]
 LIMIT_KINDS: tuple[LimitKind, ...] = ("memory", "memory_high", "swap", "cpu", "tasks")
@@ -41,7 +41,7 @@ _NAME_LIMIT = 200  # bytes of a directory name we make; NAME_MAX is 255
 T = TypeVar("T")
 
 
-CGROUP_FILE_LIMIT = 1 << 20  # cgroup.procs of a busy cell holds many pids
+PROCS_LIMIT = 1 << 20  # cgroup.procs of a busy cell holds many pids
 
 
 class IsolationError(Exception):
@@ -210,9 +210,10 @@ def check_cell_name(name: str) -> None:
                          f"no '.'")
 
 
-def read(path: str) -> bytes:
-    """A cgroup interface file: generated whole at open, like a /proc file."""
-    return read_file(path, CGROUP_FILE_LIMIT)
+def read(path: str, limit: int = READ_LIMIT) -> bytes:
+    """A cgroup interface file: generated whole at open, like a /proc file. (The buffer is
+    allocated at its full size, so only cgroup.procs gets a large one.)"""
+    return read_file(path, limit)
 
 
 def write(path: str, text: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
+    PROCS_LIMIT,
     Cell,
     IsolationError,
     LimitKind,
@@ -75,7 +76,7 @@ def _bytes(value: int | None) -> str:
 
 def _procs(directory: str) -> list[int]:
     try:
-        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs")))
+        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs"), PROCS_LIMIT))
     except (OSError, ValueError):
         return []
 

@@ -17,6 +17,7 @@ import os
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
+    PROCS_LIMIT,
     Cell,
     IsolationError,
     LimitKind,
@@ -77,7 +78,7 @@ def _words(path: str) -> frozenset[str]:
 
 def _procs(directory: str) -> list[int]:
     try:
-        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs")))
+        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs"), PROCS_LIMIT))
     except (OSError, ValueError):
         return []
 
