@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 
 from procpilot.controller.protocol import ProtocolError, encode, parse_response
 from procpilot.core.units import format_duration
@@ -32,7 +34,7 @@ def request(path: str, message: Request, timeout: float) -> Response:
         except FileNotFoundError:
             raise Unreachable(f"{path}: no such socket (controller not running?)") from None
         except ConnectionRefusedError:
-            raise Unreachable(f"{path}: connection refused (controller not running?)") from None
+            raise Unreachable(f"{path}: {_refused_why(path)}") from None
         except PermissionError:
             raise Unreachable(f"{path}: permission denied") from None
         except TimeoutError:
@@ -43,3 +45,16 @@ def request(path: str, message: Request, timeout: float) -> Response:
         return parse_response(data)
     except ProtocolError as e:
         raise Unreachable(f"{path}: {e}") from None
+
+
+def _refused_why(path: str) -> str:
+    """Connecting to a directory or a plain file is refused too: say what is there instead."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = stat.S_IFSOCK
+    if stat.S_ISDIR(mode):
+        return "is a directory, not the controller's socket (give the socket file's path)"
+    if not stat.S_ISSOCK(mode):
+        return "is not a socket"
+    return "connection refused (controller not running?)"

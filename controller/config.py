@@ -31,7 +31,7 @@ from pydantic import (
 from procpilot.controller.autoscale import Policy
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.isolation import Limits as CellLimits
-from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, PROGRAM_NAME
+from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, MAX_INSTANCES, PROGRAM_NAME
 from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
 from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
@@ -222,7 +222,8 @@ class Limits(Strict):
     umask: Annotated[int, BeforeValidator(_umask), WithJsonSchema(_UMASK_SCHEMA)] | None = Field(
         default=None, description="File mode creation mask, octal as a string ('027').")
     check_interval: Seconds = Field(
-        default=1.0, gt=0, description="How often memory and CPU are measured.")
+        default=1.0, ge=0.1,
+        description="How often instances without cgroup accounting are measured (>= 100ms).")
 
     def confinement(self, name: str) -> Confinement:
         """These limits as the runtime applies them to one instance's processes."""
@@ -330,7 +331,7 @@ class ScaleDown(Strict):
 class Autoscale(Strict):
     # At least one: an empty pool has no CPU to measure, so it could never grow again.
     min: int = Field(default=1, ge=1, description="Fewest instances (at least 1).")
-    max: int = Field(ge=1, description="Most instances.")
+    max: int = Field(ge=1, le=MAX_INSTANCES, description="Most instances.")
     cpu_target: Annotated[
         float,
         BeforeValidator(_cores),
@@ -405,7 +406,8 @@ class ProgramConfig(Strict):
     group: Annotated[int, BeforeValidator(_gid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
         default=None, ge=0, description="Run as this group (name or gid); default: user's group."
     )
-    instances: int = Field(default=1, ge=0, description="Fixed count (not with autoscale).")
+    instances: int = Field(default=1, ge=0, le=MAX_INSTANCES,
+                           description="Fixed count (not with autoscale).")
     priority: int = Field(default=100, description="Lower starts first and stops last.")
     autostart: bool = Field(default=True, description="Start when the controller starts.")
     start_seconds: Seconds = Field(

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from procpilot.controller.protocol import DEFAULT_SOCKET, PROGRAM_NAME
+from procpilot.controller.protocol import DEFAULT_SOCKET, MAX_INSTANCES, PROGRAM_NAME
 
 TYPE_CHECKING = False  # see protocol.py: no typing module at run time
 if TYPE_CHECKING:
@@ -38,9 +38,10 @@ def _pattern(regex: str, what: str) -> Callable[[str], str]:
 def _count(value: str) -> int | str:
     if value == "auto":
         return value
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= 6 and int(value) <= MAX_INSTANCES:
         return int(value)
-    raise argparse.ArgumentTypeError(f"{value!r}: expected a number of instances or auto")
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: expected a number of instances (at most {MAX_INSTANCES}) or auto")
 
 
 def _seconds(value: str) -> float:
@@ -76,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     scale = sub.add_parser("scale", help="pin a pool's size, or give it back to the autoscaler")
     scale.add_argument("target", type=program, metavar="PROGRAM")
     scale.add_argument("count", type=_count, metavar="N|auto")
+    scale.add_argument("--force", action="store_true",
+                       help="pin a pool outside its autoscale min..max")
     return p
 
 
@@ -85,6 +88,8 @@ def _message(args: argparse.Namespace) -> Request:
         message["target"] = args.target
     if args.cmd == "scale":
         message["count"] = args.count
+        if args.force:
+            message["force"] = True
     return message
 
 

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from procpilot.controller import health, states
@@ -48,6 +48,7 @@ def _restarted(state: State) -> bool:
 
 
 RESTARTABLE = (State.STOPPED, State.EXITED, State.FATAL, State.BACKOFF)
+LAUNCH_BATCH = 16  # spawns per loop turn
 
 
 class Program:
@@ -63,6 +64,7 @@ class Program:
         self.cpu_system = 0.0
         self.cpu_throttled: float | None = None  # likewise, once a cgroup reports it
         self.lock = asyncio.Lock()  # one reconfigure/remove at a time
+        self._to_launch: deque[Instance] = deque()  # started, waiting for their spawn
         self.removed = False  # left the config; a reload that brings it back restarts it
         self.config = config
         self.desired = self._configured_count()
@@ -143,15 +145,25 @@ class Program:
     # --- starting ------------------------------------------------------------------------
 
     def _start(self, inst: Instance) -> None:
-        """Move to starting and spawn on the next loop turn (never recursively)."""
+        """Move to starting and spawn on a later loop turn (never recursively)."""
         inst.cancel_timer()
         inst.backoff_until = None
         self._move(inst, State.STARTING)
-        inst.timer = self.rt.loop.call_soon(self._launch, inst)
+        self._to_launch.append(inst)
+        if len(self._to_launch) == 1:
+            self.rt.loop.call_soon(self._launch_some)
+
+    def _launch_some(self) -> None:
+        """Spawn up to LAUNCH_BATCH waiting instances, then let the loop run (signals,
+        control requests, exits) before the next batch: starting thousands at once must not
+        make the controller deaf."""
+        for _ in range(min(LAUNCH_BATCH, len(self._to_launch))):
+            self._launch(self._to_launch.popleft())
+        if self._to_launch:
+            self.rt.loop.call_soon(self._launch_some)
 
     def _launch(self, inst: Instance) -> None:
-        inst.timer = None
-        if inst.state != State.STARTING or inst.run is not None:
+        if inst.state != State.STARTING or inst.run is not None:  # stopped before its turn
             return
         inst.cause = None
         try:
@@ -161,7 +173,7 @@ class Program:
             child = self.rt.start(self.spawn_spec(inst.index), inst.sink, confinement)
         except (SpawnFailed, OSError) as e:
             log.error("cannot start instance", extra={"fields": self._fields(inst, err=str(e))})
-            self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now()), None)
+            self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now()), None, str(e))
             return
         run = inst.run = Run(child, self._now())
         child.exited.add_done_callback(lambda fut: self._exited(inst, run, fut.result()))
@@ -203,11 +215,12 @@ class Program:
         now = self._now()
         self._after_exit(inst, Exit(status, now - run.started, now), cause)
 
-    def _after_exit(self, inst: Instance, exited: Exit, cause: Cause | None) -> None:
+    def _after_exit(self, inst: Instance, exited: Exit, cause: Cause | None,
+                    error: str | None = None) -> None:
         outcome = states.on_exit(self.config, exited, cause, inst.backoff, self.rt.rand())
         inst.backoff = outcome.backoff
         inst.cause = None
-        inst.last_exit = LastExit(exited.status, outcome.reason, self.rt.wall())
+        inst.last_exit = LastExit(exited.status, outcome.reason, self.rt.wall(), error)
         self.exit_code = exited.status.shell_code
         if outcome.restarts:
             self.restarts[outcome.reason] += 1

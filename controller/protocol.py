@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         cmd: Command
         target: NotRequired[str]  # "all", PROGRAM or PROGRAM:INDEX
         count: NotRequired[int | Literal["auto"]]  # scale only
+        force: NotRequired[bool]  # scale a pool outside its autoscale bounds
 
     class Response(TypedDict):
         ok: bool
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         signal: int | None
         reason: str  # a restart reason, or "stopped" when asked to stop
         time: float  # unix seconds
+        error: NotRequired[str | None]  # why it could not start at all
 
     class InstanceStatus(TypedDict):
         id: str  # PROGRAM:INDEX
@@ -74,6 +76,8 @@ DEFAULT_SOCKET = "/run/procpilot/control.sock"
 PROGRAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 ALL = "all"  # the target meaning every program, so no program may be called that
 REQUEST_LIMIT = 64 * 1024  # bytes in one request line
+# Instances per program: each is a process, and starting 10,000 takes about a minute here.
+MAX_INSTANCES = 10_000
 COMMANDS = ("status", "start", "stop", "restart", "reload", "shutdown", "logs", "scale")
 
 
@@ -100,11 +104,15 @@ def parse_request(line: bytes) -> Request:
         isinstance(count, bool) or not isinstance(count, int) or count < 0
     ):
         raise ProtocolError('"count" must be a number >= 0 or "auto"')
+    if not isinstance(data.get("force", False), bool):
+        raise ProtocolError('"force" must be true or false')
     request: Request = {"cmd": data["cmd"]}
     if "target" in data:
         request["target"] = data["target"]
     if count is not None:
         request["count"] = count
+    if data.get("force"):
+        request["force"] = True
     return request
 
 

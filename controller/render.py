@@ -31,7 +31,9 @@ def _last_exit(last: LastExitStatus | None, now: float) -> str:
     else:
         how = f"exit {last.get('code')}"
     ago = format_duration(max(0, round(now - float(last.get("time", now)))))
-    return f"{how}, {last.get('reason', '?')}, {ago} ago"
+    error = last.get("error")
+    why = f"{last.get('reason', '?')}: {error}" if error else last.get("reason", "?")
+    return f"{how}, {why}, {ago} ago"
 
 
 def _state(instance: InstanceStatus) -> str:

@@ -25,6 +25,7 @@ from procpilot.controller.control import CommandError, ControlServer
 from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.pool import PoolScaler
 from procpilot.controller.program import Program, wait_all
+from procpilot.controller.protocol import MAX_INSTANCES
 from procpilot.controller.runtime import SupervisorRuntime
 from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, PoolView
@@ -339,7 +340,8 @@ class Supervisor:
             return "shutting down"
         if cmd == "logs":
             return self._logs(request.get("target"))
-        return await self._scale(request.get("target"), request.get("count"))
+        return await self._scale(request.get("target"), request.get("count"),
+                                 request.get("force", False))
 
     async def _act(self, cmd: str, target: object) -> str:
         targets = self._targets(target)
@@ -364,7 +366,7 @@ class Supervisor:
             raise CommandError(f"{name} logs to the controller's output, not to files")
         return {"files": paths}
 
-    async def _scale(self, target: object, count: object) -> str:
+    async def _scale(self, target: object, count: object, force: bool) -> str:
         name, index = parse_target(target)
         program = self.programs.get(name)
         if program is None or index is not None:
@@ -377,6 +379,12 @@ class Supervisor:
             return f"{name}: scaling automatically"
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise CommandError('"count" must be a number >= 0 or "auto"')
+        if count > MAX_INSTANCES:
+            raise CommandError(f"{count}: at most {MAX_INSTANCES} instances per program")
+        auto = program.config.autoscale
+        if auto is not None and not force and not auto.min <= count <= auto.max:
+            raise CommandError(f"{count} is outside {name}'s autoscale bounds ({auto.min}.."
+                               f"{auto.max}); say --force to pin it there anyway")
         if scaler is not None:
             scaler.pinned = count
         await wait_all(program.scale(count))

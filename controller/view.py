@@ -27,6 +27,7 @@ class LastExit:
     status: ExitStatus
     reason: str  # a restart reason, or "stopped" when asked to stop
     time: float  # unix seconds
+    error: str | None = None  # why it could not start at all (exit 127)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class InstanceView:
             "backoff_seconds": self.backoff_seconds,
             "last_exit": None if last is None else {
                 "code": last.status.code, "signal": last.status.signal, "reason": last.reason,
-                "time": last.time},
+                "time": last.time, "error": last.error},
         }
 
 

@@ -195,6 +195,13 @@ def test_missing_socket_exits_3(sockdir: str, capsys: pytest.CaptureFixture[str]
     assert "no such socket" in capsys.readouterr().err
 
 
+def test_a_directory_for_a_socket_is_named_as_such(
+    sockdir: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert ctl.main(["--control.socket", sockdir, "status"]) == 3
+    assert "is a directory, not the controller's socket" in capsys.readouterr().err
+
+
 def test_refused_connection_exits_3(sockdir: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = os.path.join(sockdir, "dead")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -322,3 +322,29 @@ def test_memory_is_polled_only_where_the_kernel_does_not_keep_it() -> None:
             assert p.restarts == restarts
 
     on_program(test)
+
+
+def test_a_failed_spawn_keeps_why_for_status() -> None:
+    async def test(rt: FakeRuntime) -> None:
+        p = program(rt, "missing", restart={"policy": "never"})
+        await wait_all(p.start())
+        last = p.view().instances[0].status()["last_exit"]
+        assert last is not None and last["error"] == "[Errno 2] no such executable: 'missing'"
+
+    on_program(test)
+
+
+def test_thousands_of_starts_leave_the_loop_free_between_batches() -> None:
+    async def test(rt: FakeRuntime) -> None:
+        p = program(rt, instances=1000)
+        p.start()
+        spawned = []
+        for _ in range(3):
+            await asyncio.sleep(0)  # one loop turn: anything else waiting runs here
+            spawned.append(len(rt.children))
+        assert spawned == [16, 32, 48]
+        await wait_all(p.stop())  # a stop in the middle: the rest is never spawned
+        await sleep(1)
+        assert len(rt.children) < 100
+
+    on_program(test)

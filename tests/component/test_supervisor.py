@@ -263,3 +263,19 @@ def test_restart_policies(tmp_path: Path, policy: str, code: int, ends: str) -> 
         assert reason is not None and reason.reason == "exit"
 
     on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+def test_scale_is_bounded_and_pools_keep_their_range_unless_forced(tmp_path: Path) -> None:
+    programs = {"fixed": {"command": "serve", **QUICK}, "pool": POOL}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        with pytest.raises(CommandError, match="at most 10000 instances"):
+            await sup.handle({"cmd": "scale", "target": "fixed", "count": 10_001})
+        with pytest.raises(CommandError, match=r"outside pool's autoscale bounds \(1\.\.4\)"):
+            await sup.handle({"cmd": "scale", "target": "pool", "count": 6})
+        assert await sup.handle({"cmd": "scale", "target": "pool", "count": 6,
+                                 "force": True}) == "pool: 6 desired, 6 running"
+        assert await sup.handle({"cmd": "scale", "target": "fixed", "count": 3}) == (
+            "fixed: 3 desired, 3 running")
+
+    on_supervisor(tmp_path / "c.yaml", programs, test)

@@ -150,3 +150,13 @@ def test_programs_run_as_the_configured_user(tmp_path: Path, user: str | int) ->
         with open(f"/proc/{pid}/status") as f:
             uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
         assert {int(u) for u in uids} == {expected}
+
+
+def test_sigterm_while_thousands_start_is_handled_at_once(tmp_path: Path) -> None:
+    programs = {"many": {"command": "sleep 1000", "instances": 2000, **FAST}}
+    with running(tmp_path, programs, isolation={"backend": "none"}) as c:
+        wait_for(lambda: len(children_of(c.pid)) >= 50, what="the first instances")
+        c.signal(signal.SIGTERM)
+        assert c.wait_exit() == 0
+        assert "controller stopped" in c.stderr()
+        assert c.stderr().count("instance started") < 2000  # it did not finish starting first

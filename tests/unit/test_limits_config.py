@@ -55,3 +55,15 @@ def test_the_process_prefix_sets_rlimits_and_umask_then_execs() -> None:
                          check=True, timeout=30).stdout.split()
     assert out == ["64", "64", "2", "0027"]  # 1000 bytes round up to two 512-byte blocks
     assert Confinement("x-0").argv() == []
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ({"instances": 1_000_000}, r"programs\.x\.instances.*less than or equal to 10000"),
+    ({"autoscale": {"max": 20_000, "cpu_target": 1}},
+     r"programs\.x\.autoscale\.max.*less than or equal to 10000"),
+    ({"limits": {"check_interval": "1ms"}},
+     r"programs\.x\.limits\.check_interval.*greater than or equal to 0\.1"),
+])
+def test_counts_and_check_intervals_are_bounded(program: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse({"programs": {"x": {"command": "true", **program}}}, "c.yaml")
