@@ -15,7 +15,13 @@ from procpilot.controller.runtime import ProcessRuntime
 from procpilot.controller.supervisor import Supervisor
 from procpilot.core.configfile import ConfigError
 from procpilot.core.procfs import FS
-from procpilot.core.service import BAD_INPUT, CANNOT_START, Service, StartError
+from procpilot.core.service import (
+    BAD_INPUT,
+    CANNOT_START,
+    Service,
+    StartError,
+    exit_quietly_on_stop_signals,
+)
 from procpilot.core.web.config import WebConfig
 
 SERVICE = Service(
@@ -80,6 +86,7 @@ async def run(args: argparse.Namespace, cfg: config.ControllerConfig,
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_quietly_on_stop_signals()
     args = parse_args(argv)
     try:
         web_config = SERVICE.setup(args)

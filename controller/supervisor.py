@@ -95,6 +95,9 @@ class Supervisor:
             await self._done.wait()
             await self.shutdown()
         finally:
+            # Stop requests from now on stay pending until the process is gone: with the
+            # handlers removed their default action would turn an orderly exit into -15.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
             await control.close()

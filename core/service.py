@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -21,6 +22,18 @@ from procpilot.core.web.config import WebConfig, load_web_config
 from procpilot.core.web.server import Server, serve
 
 BAD_INPUT, CANNOT_START = 2, 1
+
+
+def exit_quietly_on_stop_signals() -> None:
+    """SIGTERM or SIGINT before the service has set up its own handling end the process
+    with status 0: nothing was started that needs stopping. The default action would kill
+    it, and whoever asked for an orderly stop would see -15."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_0)
+
+
+def _exit_0(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 class StartError(Exception):

@@ -11,7 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from procpilot.core.configfile import ConfigError
 from procpilot.core.procfs import FS, ProcReader
-from procpilot.core.service import Service, StartError
+from procpilot.core.service import Service, StartError, exit_quietly_on_stop_signals
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_quietly_on_stop_signals()
     args = parse_args(argv)
     try:
         web_config = SERVICE.setup(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import signal
 import socket
 import socketserver
 import ssl
@@ -32,6 +33,7 @@ log = logging.getLogger("procpilot.web")
 CONNECTION_TIMEOUT = 60.0
 # shutdown() waits for the accept loop's next poll; idle cost is a few syscalls a second.
 POLL_INTERVAL = 0.1
+SERVICE_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,14 @@ class Server:
         self._thread = threading.Thread(
             target=httpd.serve_forever, args=(POLL_INTERVAL,), name="web", daemon=True
         )
-        self._thread.start()
+        # The thread inherits the signal mask it is started with: with the process's signals
+        # blocked there, the kernel always delivers them to the main thread, which handles
+        # them (or blocks them while exiting) instead of the default action in this thread.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SERVICE_SIGNALS)
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def shutdown(self) -> None:
         self._httpd.shutdown()

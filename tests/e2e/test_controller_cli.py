@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,16 @@ def test_each_instance_reports_its_own_memory(tmp_path: Path) -> None:
                          (("index", str(i)), ("program", "pair")))] for i in (0, 1)]
         total = samples[("procpilot_program_resident_memory_bytes", (("program", "pair"),))]
         assert sum(each) == total
+
+
+def test_sigterms_while_it_exits_still_end_in_status_0(tmp_path: Path) -> None:
+    """A second stop request (Ctrl-C, then the wrapper's SIGTERM) never turns into -15."""
+    programs = {"slow": {"command": ["sh", "-c", "trap '' TERM; sleep 1000"], **FAST,
+                         "stop": {"timeout": "500ms"}}}
+    c = Controller(tmp_path, programs).start()
+    c.wait_state("slow", "running")
+    assert c.proc is not None
+    while c.proc.poll() is None:
+        c.signal(signal.SIGTERM)
+        time.sleep(0.002)
+    assert c.proc.returncode == 0
