@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev, which bootstraps everything itself.
-.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-memory-limit bench-isolation-spawn
+.PHONY: demo test lint soak bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-memory-limit bench-isolation-spawn
 
 demo:
 	./dev demo
@@ -7,6 +7,8 @@ test:
 	./dev test
 lint:
 	./dev lint
+soak:
+	./dev soak
 bench:
 	./dev bench
 bench-exporter:

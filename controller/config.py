@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BeforeValidator,
     Field,
+    SecretStr,
     StrictBool,
     ValidationError,
     WithJsonSchema,
@@ -82,6 +83,26 @@ def _umask(value: object) -> int:
     raise ValueError(f"{value!r}: expected an octal umask as a string, like '027'")
 
 
+def _env_value(value: object) -> object:
+    """A string (YAML numbers too), or {value: ..., secret: true} -> a SecretStr, whose
+    repr and dump hide it. Errors never show the value."""
+    if isinstance(value, dict):
+        if set(value) - {"value", "secret"} or not isinstance(value.get("value"), str) \
+                or value.get("secret", True) is not True:
+            raise ValueError("expected a string, or {value: <string>, secret: true}")
+        return SecretStr(value["value"])
+    if not isinstance(value, int | float | str):
+        raise ValueError("expected a string, or {value: <string>, secret: true}")
+    return _scalar_str(value)
+
+
+_ENV_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": ["string", "number"]},
+    {"type": "object", "additionalProperties": False, "required": ["value"],
+     "properties": {"value": {"type": "string"}, "secret": {"const": True}}},
+]}
+
+
 def _signal(value: object) -> int:
     """TERM, SIGTERM, term or 15 -> 15."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -129,6 +150,7 @@ SignalNumber = Annotated[
     WithJsonSchema({"type": ["string", "integer"], "description": "Signal name or number."}),
 ]
 Text = Annotated[str, BeforeValidator(_scalar_str)]
+EnvValue = Annotated[str | SecretStr, BeforeValidator(_env_value), WithJsonSchema(_ENV_SCHEMA)]
 Argv = Annotated[tuple[Text, ...], BeforeValidator(_argv), WithJsonSchema(_ARGV_SCHEMA)]
 
 
@@ -396,8 +418,9 @@ class ProgramConfig(Strict):
         default=False, description="Run the command string with /bin/sh -c (else: no shell)."
     )
     command: Argv = Field(description="argv list, or a string split with shell-like quoting.")
-    environment: dict[Text, Text] = Field(
-        default={}, description="Added to the controller's environment."
+    environment: dict[Text, EnvValue] = Field(
+        default={}, description="Added to the controller's environment; a value given as "
+        "{value: ..., secret: true} never appears in status, logs, metrics or errors."
     )
     directory: str | None = Field(default=None, min_length=1, description="Working directory.")
     user: Annotated[int, BeforeValidator(_uid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
@@ -436,11 +459,17 @@ class ProgramConfig(Strict):
 
     @field_validator("environment")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env_names(cls, value: dict[str, str | SecretStr]) -> dict[str, str | SecretStr]:
         for key, text in value.items():
-            if not key or "=" in key or "\0" in key or "\0" in text:
+            plain = text.get_secret_value() if isinstance(text, SecretStr) else text
+            if not key or "=" in key or "\0" in key or "\0" in plain:
                 raise ValueError(f"{key!r}: not a valid environment variable")
         return value
+
+    def env(self) -> dict[str, str]:
+        """The environment it adds, secrets revealed: for the child's exec only."""
+        return {k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                for k, v in self.environment.items()}
 
     @model_validator(mode="after")
     def _instances_or_autoscale(self) -> ProgramConfig:

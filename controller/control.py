@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0  # a client that connects and says nothing is dropped after this
+MAX_CONNECTIONS = 64  # served at once; more are answered "too many" and closed
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -85,6 +86,7 @@ class ControlServer:
         self.handler = handler
         self.allowed_uids = frozenset(allowed_uids)
         self._server: asyncio.Server | None = None
+        self._open = 0  # connections being served
 
     async def start(self) -> None:
         sock = bind_socket(self.path)
@@ -103,13 +105,19 @@ class ControlServer:
         return uid == os.getuid() or uid in self.allowed_uids
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
         try:
-            response = await self._respond(reader, writer.get_extra_info("socket"))
+            if self._open > MAX_CONNECTIONS:  # idle or slow clients must not pile up
+                response: Response = {"ok": False, "error": "too many control connections; "
+                                       "try again"}
+            else:
+                response = await self._respond(reader, writer.get_extra_info("socket"))
             writer.write(encode(response))
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -85,7 +85,7 @@ class Program:
 
     def spawn_spec(self, index: int) -> SpawnSpec:
         c = self.config
-        env = {**os.environ, **c.environment,
+        env = {**os.environ, **c.env(),
                "PROCPILOT_PROGRAM": self.name, "PROCPILOT_INSTANCE": str(index)}
         return SpawnSpec(argv=c.command, env=env, cwd=c.directory, user=c.user, group=c.group)
 

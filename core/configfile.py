@@ -7,11 +7,13 @@ nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+MAX_BYTES = 8 * 2**20  # a config file larger than this is a mistake (or an attack)
+MAX_NODES = 1_000_000  # values, counting each use of a YAML alias
 
 
 class ConfigError(Exception):
@@ -47,16 +49,41 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _too_big(data: Any, limit: int) -> bool:
+    """Whether data, with every YAML alias expanded, has more than limit nodes.
+
+    Aliases share one object, so a few lines of anchors can stand for billions of nodes
+    that validation would then visit one by one; counting stops as soon as it passes limit.
+    """
+    stack, seen = [data], 0
+    while stack:
+        seen += 1
+        if seen > limit:
+            return True
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack += node.keys()
+            stack += node.values()
+        elif isinstance(node, list):
+            stack += node
+    return False
+
+
 def load_yaml(path: str) -> Any:
-    """Read a YAML file, turning I/O and syntax problems into ConfigError."""
+    """Read a YAML file, turning I/O, size and syntax problems into ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES // 2**20} MiB; not a config file?")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
         # Only the position: the error's snippet of the file could carry a secret.
         mark = getattr(e, "problem_mark", None)
@@ -65,3 +92,9 @@ def load_yaml(path: str) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     except TypeError:  # e.g. a list used as a mapping key
         raise ConfigError(f"{path}: not valid YAML: a mapping key must be a plain value") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    if _too_big(data, MAX_NODES):
+        raise ConfigError(f"{path}: more than {MAX_NODES} values once its YAML aliases are "
+                          "expanded")
+    return data
