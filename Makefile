@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev, which bootstraps everything itself.
-.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup
+.PHONY: demo test lint bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-web
 
 demo:
 	./dev demo
@@ -17,5 +17,7 @@ bench-idle-cpu:
 	./dev bench idle-cpu
 bench-autoscale:
 	./dev bench autoscale
+bench-web:
+	./dev bench web
 bench-ctl-startup:
 	./dev bench ctl-startup

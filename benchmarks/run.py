@@ -3,7 +3,8 @@
 Names: exporter (scrape time and RSS against process-exporter and node_exporter),
 restart (crash-to-restart latency against supervisord), idle-cpu (controller CPU with 200
 idle instances), autoscale (the pool policy simulated against a step rule),
-ctl-startup (procpilotctl --help against a bare interpreter start).
+ctl-startup (procpilotctl --help against a bare interpreter start), web (both services'
+HTTP server under a connection flood and malformed requests).
 With no name, all run (about 10 minutes on a 2-core machine).
 """
 
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "idle-cpu": ["controller_idle_cpu.py", "--seconds", "60"],
     "autoscale": ["autoscale_sim.py"],
     "ctl-startup": ["ctl_startup.py"],
+    "web": ["web_flood.py"],
 }
 
 
