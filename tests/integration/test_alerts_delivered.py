@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.skipif(prometheus.binary() is None,
                        reason="prometheus not installed (Debian package prometheus)"),
     pytest.mark.skipif(alertmanager.binary() is None,
-                       reason="alertmanager not installed (Debian package prometheus-alertmanager)"),
+                       reason="Debian package prometheus-alertmanager not installed"),
 ]  # fmt: skip
 
 
