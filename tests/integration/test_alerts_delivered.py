@@ -54,10 +54,10 @@ def controller_config(path: Path, crasher: dict[str, object]) -> None:
     }}))  # fmt: skip
 
 
-CRASHING = {"command": "exit 3", "shell": True,
+CRASHING: dict[str, object] = {"command": "exit 3", "shell": True,
             "restart": {"delay": "200ms", "max_delay": "200ms", "jitter": 0,
                         "max_restarts": 100000, "window": "1m"}}  # fmt: skip
-FIXED = {"command": "sleep 3600"}
+FIXED: dict[str, object] = {"command": "sleep 3600"}
 
 
 def test_crash_loop_and_zombie_alerts_are_delivered_and_resolved(tmp_path: Path) -> None:
