@@ -48,9 +48,11 @@ class Request:
 
     @property
     def keep_alive(self) -> bool:
-        """HTTP/1.1 keeps the connection unless asked not to, HTTP/1.0 only when asked."""
+        """HTTP/1.1 keeps the connection unless asked not to. HTTP/1.0 never does: its
+        keep-alive is an extension this server does not announce, so such a client reads
+        to the end of the connection."""
         tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
-        return "keep-alive" in tokens if self.version == (1, 0) else "close" not in tokens
+        return self.version != (1, 0) and "close" not in tokens
 
 
 def head_length(buffer: bytes | bytearray) -> int | None:
