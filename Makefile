@@ -1,5 +1,5 @@
 # Thin wrappers around ./dev, which bootstraps everything itself.
-.PHONY: demo test lint soak bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-memory-limit bench-isolation-spawn
+.PHONY: demo test lint soak bench bench-exporter bench-restart bench-idle-cpu bench-autoscale bench-ctl-startup bench-memory-limit bench-isolation-spawn bench-web
 
 demo:
 	./dev demo
@@ -19,6 +19,8 @@ bench-idle-cpu:
 	./dev bench idle-cpu
 bench-autoscale:
 	./dev bench autoscale
+bench-web:
+	./dev bench web
 bench-ctl-startup:
 	./dev bench ctl-startup
 bench-memory-limit:

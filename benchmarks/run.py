@@ -5,7 +5,8 @@ restart (crash-to-restart latency against supervisord), idle-cpu (controller CPU
 idle instances), autoscale (the pool policy simulated against a step rule),
 ctl-startup (procpilotctl --help against a bare interpreter start), memory-limit (peak memory
 of a fast allocator, polled limit against the kernel's), isolation-spawn (what entering a
-cgroup adds to a spawn).
+cgroup adds to a spawn), web (both services' HTTP server under a connection flood and
+malformed requests).
 With no name, all run (about 10 minutes on a 2-core machine).
 """
 
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "ctl-startup": ["ctl_startup.py"],
     "memory-limit": ["memory_limit.py"],
     "isolation-spawn": ["isolation_spawn.py"],
+    "web": ["web_flood.py"],
 }
 
 

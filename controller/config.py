@@ -161,7 +161,9 @@ class Control(Strict):
         description="Path of the control socket (mode 0600); --control.socket overrides.",
     )
     allowed_uids: tuple[Annotated[int, Field(ge=0)], ...] = Field(
-        default=(), description="Uids besides the controller's own allowed on the socket."
+        default=(),
+        description="Uids besides the controller's own allowed on the socket: a POSIX ACL on "
+        "the socket file lets them connect, SO_PEERCRED refuses every other uid.",
     )
 
 

@@ -1,10 +1,13 @@
 """The control socket: one JSON request line in, one JSON response line out, per connection.
 
 The socket file is created with mode 0600 (umask set around bind, so there is no window in
-which it is wider) and every peer's uid is read with SO_PEERCRED: the controller's own uid
-and ``control.allowed_uids`` are served, anyone else is answered with an error and dropped.
-Root is not special-cased: a controller run as a service user refuses root unless 0 is listed
-(root can still signal the process; the socket simply does not offer it a second door).
+which it is wider). Connecting to a unix socket needs write permission on its file, so the
+uids of ``control.allowed_uids`` are given it by a POSIX access ACL on the socket (one
+``user:UID:rw`` entry each, as ``setfacl -m`` would add; re-applied on reload), and no one
+else is. Behind that, every peer's uid is read with SO_PEERCRED: the controller's own uid and
+the allowed ones are served, anyone else is answered with an error and dropped. Root is not
+special-cased: a controller run as a service user refuses root unless 0 is listed (root can
+still signal the process; the socket simply does not offer it a second door).
 """
 
 from __future__ import annotations
@@ -62,6 +65,37 @@ def _remove_stale(path: str) -> None:
     raise OSError(f"{path}: another controller is listening on it")
 
 
+# The kernel's format of the system.posix_acl_access attribute (what setfacl writes): a
+# version, then (tag, permissions, id) entries ordered by tag, then id.
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")
+_USER_OBJ, _USER, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
+_NO_ID, _RW = 0xFFFFFFFF, 0o6
+
+
+def allow_uids(path: str, uids: Collection[int]) -> None:
+    """Give exactly these uids, besides the owner, the right to connect to the socket at
+    path (user::rw-, user:UID:rw- each, group::---, mask::rw-, other::---); none: mode 0600
+    and no ACL. OSError when the file system has no POSIX ACLs."""
+    if not uids:
+        with contextlib.suppress(OSError):  # ENODATA: there was none
+            os.removexattr(path, _ACL_XATTR)
+        os.chmod(path, 0o600)
+        return
+    entries = [(_USER_OBJ, _RW, _NO_ID)]
+    entries += [(_USER, _RW, uid) for uid in sorted(set(uids))]
+    entries += [(_GROUP_OBJ, 0, _NO_ID), (_MASK, _RW, _NO_ID), (_OTHER, 0, _NO_ID)]
+    acl = _ACL_VERSION.pack(2) + b"".join(_ACL_ENTRY.pack(*entry) for entry in entries)
+    try:
+        os.setxattr(path, _ACL_XATTR, acl)
+    except OSError as e:
+        raise OSError(
+            e.errno, f"{path}: control.allowed_uids needs POSIX ACLs on this file system: "
+            f"{e.strerror}"
+        ) from None
+
+
 def bind_socket(path: str) -> socket.socket:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _remove_stale(path)
@@ -84,12 +118,34 @@ class ControlServer:
     def __init__(self, path: str, handler: Handler, allowed_uids: Collection[int]) -> None:
         self.path = path
         self.handler = handler
-        self.allowed_uids = frozenset(allowed_uids)
+        self._allowed_uids = frozenset(allowed_uids)
         self._server: asyncio.Server | None = None
         self._open = 0  # connections being served
 
+    @property
+    def allowed_uids(self) -> frozenset[int]:
+        return self._allowed_uids
+
+    @allowed_uids.setter
+    def allowed_uids(self, uids: frozenset[int]) -> None:
+        """On reload: the socket's ACL follows (a failure is logged; SO_PEERCRED follows
+        regardless, so a uid removed is refused either way)."""
+        self._allowed_uids = uids
+        if self._server is not None:
+            try:
+                allow_uids(self.path, uids)
+            except OSError as e:
+                log.error("control.allowed_uids not applied to the socket file",
+                          extra={"fields": {"err": str(e)}})
+
     async def start(self) -> None:
         sock = bind_socket(self.path)
+        try:
+            allow_uids(self.path, self._allowed_uids)
+        except OSError:
+            sock.close()
+            os.unlink(self.path)
+            raise
         self._server = await asyncio.start_unix_server(
             self._serve, sock=sock, limit=REQUEST_LIMIT
         )

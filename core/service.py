@@ -70,7 +70,7 @@ class Service:
         """Serve /metrics in a thread and log where; StartError when the address is taken."""
         try:
             server = serve(registry, args.listen_address, args.telemetry_path, web_config,
-                           self.title, self.description)
+                           self.title, self.description, args.max_requests)
         except OSError as e:
             raise StartError(f"cannot serve on {args.listen_address}: {e}", CANNOT_START) from e
         address = web_flags.format_address(server.address)

@@ -68,9 +68,10 @@ class BasicAuth:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         self._verified = BoundedSet(cache_size)
         self._cache_key_secret = secrets.token_bytes(32)
-        # Unknown users are checked against this, so that they take as long as known ones.
-        cost = max(int(hashed[4:6]) for hashed in users.values())
-        self._dummy_hash = bcrypt.hashpw(b"", bcrypt.gensalt(rounds=cost))
+        # Unknown users are checked against the costliest configured hash (and refused
+        # whatever the result), so they take as long as known ones. No hash is made here:
+        # start-up stays fast whatever the cost.
+        self._decoy = max(self._users.values(), key=lambda hashed: int(hashed[4:6]))
 
     def check(self, authorization: str | None) -> bool:
         credentials = parse_basic_authorization(authorization)
@@ -81,7 +82,7 @@ class BasicAuth:
             return False
         hashed = self._users.get(user)
         if hashed is None:
-            bcrypt.checkpw(password, self._dummy_hash)
+            bcrypt.checkpw(password, self._decoy)
             return False
         key = self._cache_key(user.encode(), hashed, password)
         if key in self._verified:

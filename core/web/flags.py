@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# node_exporter's default for the same flag.
+DEFAULT_MAX_REQUESTS = 40
+
 
 def parse_listen_address(address: str) -> tuple[str, int]:
     """':9100' -> ('', 9100), '[::1]:9100' -> ('::1', 9100), 'localhost:0' -> ('localhost', 0)."""
@@ -37,6 +40,13 @@ def _telemetry_path_flag(value: str) -> str:
     return value
 
 
+def _max_requests_flag(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        # node_exporter takes 0 for "no limit"; here the limit is what bounds the threads.
+        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number of at least 1")
+    return int(value)
+
+
 def add_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
     parser.add_argument(
         "--web.listen-address",
@@ -60,4 +70,12 @@ def add_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
         default=None,
         metavar="FILE",
         help="Web config file (exporter-toolkit format) enabling TLS and/or basic auth.",
+    )
+    parser.add_argument(
+        "--web.max-requests",
+        dest="max_requests",
+        type=_max_requests_flag,
+        default=DEFAULT_MAX_REQUESTS,
+        metavar="N",
+        help="Requests served at once; more get 503 (default: %(default)s).",
     )

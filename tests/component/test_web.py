@@ -9,165 +9,36 @@ import logging
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from procpilot.core.configfile import ConfigError
 from procpilot.core.web.auth import BasicAuth, BoundedSet, parse_basic_authorization
 from procpilot.core.web.config import WebConfig, load_web_config
 from procpilot.core.web.flags import add_flags, parse_listen_address
-from procpilot.core.web.server import Server, serve
-
-PASSWORD = "correct horse battery staple"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-
-
-@dataclass
-class Response:
-    status: int
-    headers: Message
-    body: bytes
-
-
-def fetch(
-    server: Server,
-    path: str = "/",
-    headers: dict[str, str] | None = None,
-    context: ssl.SSLContext | None = None,
-) -> Response:
-    host, port = server.address
-    scheme = "https" if context else "http"
-    request = urllib.request.Request(f"{scheme}://{host}:{port}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30, context=context) as r:
-            return Response(r.status, r.headers, r.read())
-    except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read())
-
-
-def basic(user: str, password: str | bytes) -> dict[str, str]:
-    raw = user.encode() + b":" + (password if isinstance(password, bytes) else password.encode())
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-def write_config(directory: Path, content: Any) -> str:
-    path = directory / "web.yml"
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
-    return str(path)
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    Counter("procpilot_test_events", "Test events.", registry=registry).inc(3)
-    return registry
-
-
-Start = Callable[..., Server]
-
-
-@pytest.fixture
-def start(registry: CollectorRegistry) -> Iterator[Start]:
-    servers: list[Server] = []
-
-    def start(
-        web_config: WebConfig | None = None,
-        listen_address: str = "127.0.0.1:0",
-        telemetry_path: str = "/metrics",
-        title: str = "procpilot exporter",
-        reg: CollectorRegistry | None = None,
-    ) -> Server:
-        server = serve(
-            reg or registry, listen_address, telemetry_path, web_config, title, "Process metrics."
-        )
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-
-
-# --- TLS material, made with the openssl CLI ------------------------------------------------
-
-
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    rogue_cert: Path  # self-signed, unknown to the server
-    rogue_key: Path
-
-    def client(
-        self, cert: Path | None = None, key: Path | None = None, **versions: Any
-    ) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        if cert and key:
-            context.load_cert_chain(str(cert), str(key))
-        for name, value in versions.items():
-            setattr(context, name, value)
-        return context
-
-
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is needed to make test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    p = Pki(*(d / n for n in ("ca.crt", "s.crt", "s.key", "c.crt", "c.key", "r.crt", "r.key")))
-    new_key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2")
-    openssl("req", "-x509", *new_key, "-subj", "/CN=test CA", "-keyout", d / "ca.key", "-out", p.ca)
-    for cert, key, name, extra in (
-        (p.server_cert, p.server_key, "127.0.0.1", ("-addext", "subjectAltName=IP:127.0.0.1")),
-        (p.client_cert, p.client_key, "client", ()),
-    ):
-        openssl(
-            "req", "-x509", *new_key, "-subj", f"/CN={name}", *extra,
-            "-CA", p.ca, "-CAkey", d / "ca.key", "-keyout", key, "-out", cert,
-        )  # fmt: skip
-    openssl(
-        "req", "-x509", *new_key, "-subj", "/CN=rogue", "-keyout", p.rogue_key, "-out", p.rogue_cert
-    )
-    return p
-
-
-def tls_config(pki: Pki, tmp_path: Path, **tls: str) -> WebConfig:
-    tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key), **tls}
-    config = load_web_config(write_config(tmp_path, {"tls_server_config": tls}))
-    assert config is not None
-    return config
-
-
-def refused(server: Server, context: ssl.SSLContext) -> bool:
-    """True if the server ends the connection instead of answering (with TLS 1.3 a rejected
-    client certificate shows up on the first read, not in the handshake)."""
-    try:
-        fetch(server, "/metrics", context=context)
-    except (ssl.SSLError, ConnectionError, urllib.error.URLError):
-        return True
-    return False
-
+from procpilot.core.web.server import Server
+from tests.component.conftest import Start
+from tests.support.web import (
+    HASH,
+    PASSWORD,
+    Pki,
+    basic,
+    fetch,
+    openssl,
+    refused,
+    tls_config,
+    write_config,
+)
 
 # --- pages ---------------------------------------------------------------------------------
 
@@ -316,22 +187,34 @@ def test_flags_defaults_and_dests() -> None:
     parser = argparse.ArgumentParser()
     add_flags(parser, 10120)
     args = parser.parse_args([])
-    assert (args.listen_address, args.telemetry_path, args.web_config_file) == (
+    assert (args.listen_address, args.telemetry_path, args.web_config_file, args.max_requests) == (
         ":10120",
         "/metrics",
         None,
+        40,
     )
     args = parser.parse_args(
-        ["--web.listen-address=[::1]:9", "--web.telemetry-path=/m", "--web.config.file=w.yml"]
+        ["--web.listen-address=[::1]:9", "--web.telemetry-path=/m", "--web.config.file=w.yml",
+         "--web.max-requests=3"]
     )
-    assert (args.listen_address, args.telemetry_path, args.web_config_file) == (
+    assert (args.listen_address, args.telemetry_path, args.web_config_file, args.max_requests) == (
         "[::1]:9",
         "/m",
         "w.yml",
+        3,
     )
 
 
-@pytest.mark.parametrize("flag", ["--web.listen-address=10120", "--web.telemetry-path=metrics"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--web.listen-address=10120",
+        "--web.telemetry-path=metrics",
+        "--web.max-requests=0",
+        "--web.max-requests=-1",
+        "--web.max-requests=x",
+    ],
+)
 def test_bad_flags_are_usage_errors(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     add_flags(parser, 10120)
@@ -465,10 +348,13 @@ def test_no_secret_is_logged(auth_server: Server, caplog: pytest.LogCaptureFixtu
         assert secret not in text
 
 
-def test_dummy_hash_for_unknown_users_has_the_configured_cost() -> None:
-    auth = BasicAuth({"alice": HASH})
-    assert auth._dummy_hash[:7] == HASH[:7].encode()
-    assert not auth.check(basic("bob", PASSWORD)["Authorization"])
+def test_unknown_users_are_checked_against_the_costliest_hash() -> None:
+    cheap = bcrypt.hashpw(b"other", bcrypt.gensalt(rounds=5)).decode()
+    costly = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6)).decode()
+    auth = BasicAuth({"bob": cheap, "alice": costly})
+    assert auth._decoy == costly.encode()
+    # The decoy's own password does not let an unknown user in.
+    assert not auth.check(basic("mallory", PASSWORD)["Authorization"])
 
 
 def test_parse_basic_authorization() -> None:
@@ -552,6 +438,11 @@ def assert_config_error(path: str, key: str, expected: str) -> None:
         ({"basic_auth_users": {"alice": "plaintext"}}, "basic_auth_users.alice", "not a bcrypt"),
         ({"basic_auth_users": {"alice": HASH[:-1]}}, "basic_auth_users.alice", "not a bcrypt"),
         ({"basic_auth_users": {"a:b": HASH}}, "basic_auth_users.a:b.[key]", "cannot contain ':'"),
+        # Cost 31 hung the exporter at start-up with its signals blocked.
+        ({"basic_auth_users": {"a": HASH.replace("$04$", "$31$")}}, "basic_auth_users.a", "31 is"),
+        ({"basic_auth_users": {"a": HASH.replace("$04$", "$17$")}}, "basic_auth_users.a", "16,"),
+        # Passed the syntax check, then crashed every request of the user (Invalid salt).
+        ({"basic_auth_users": {"a": "$2b$04$" + "a" * 53}}, "basic_auth_users.a", "not a usable"),
         ("basic_auth_users: [alice]", "basic_auth_users", "dictionary"),
     ],
 )
@@ -560,16 +451,35 @@ def test_bad_config_file(tmp_path: Path, content: Any, key: str, expected: str) 
 
 
 def test_bad_tls_config(pki: Pki, tmp_path: Path) -> None:
-    """Mistakes only visible with real certificate files."""
+    """Mistakes only visible with real certificate files: each names its key and file."""
     tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}
-    for mistake, expected in [
-        ({"cert_file": str(pki.client_cert)}, "cannot load the certificate"),
-        ({"client_auth_type": "RequireAndVerifyClientCert"}, "needs client_ca_file"),
-        ({"client_ca_file": str(pki.ca)}, "does not verify"),
-        ({"min_version": "TLS13", "max_version": "TLS12"}, "min_version TLS13 is above"),
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not PEM\n")
+    key, cert = str(pki.server_key), str(pki.client_cert)
+    for mistake, where, expected in [
+        ({"cert_file": str(junk)}, "cert_file", f"{junk}: no PEM certificate can be read"),
+        ({"cert_file": key}, "cert_file", f"{key}: no PEM certificate can be read"),
+        ({"key_file": str(junk)}, "key_file", f"{junk}: no unencrypted PEM private key"),
+        ({"cert_file": cert}, "key_file", f"{key} is not the key of the certificate in {cert}"),
+        (
+            {"client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(junk)},
+            "client_ca_file",
+            f"{junk}: no PEM CA certificates can be read",
+        ),
+        ({"client_auth_type": "RequireAndVerifyClientCert"}, "", "needs client_ca_file"),
+        ({"client_ca_file": str(pki.ca)}, "", "does not verify"),
+        ({"min_version": "TLS13", "max_version": "TLS12"}, "", "min_version TLS13 is above"),
     ]:
         path = write_config(tmp_path, {"tls_server_config": {**tls, **mistake}})
-        assert_config_error(path, "tls_server_config", expected)
+        assert_config_error(path, f"tls_server_config.{where}".rstrip("."), expected)
+
+
+def test_highest_bcrypt_cost_is_accepted_without_hashing(tmp_path: Path) -> None:
+    """Cost 16 loads (checked at cost 4) and serving starts without making a hash."""
+    costly = HASH.replace("$04$", "$16$")  # a valid hash shape; never checked at its cost
+    config = load_web_config(write_config(tmp_path, {"basic_auth_users": {"alice": costly}}))
+    assert config is not None and config.basic_auth_users == {"alice": costly}
+    BasicAuth(config.basic_auth_users)
 
 
 def test_invalid_yaml(tmp_path: Path) -> None:
@@ -587,5 +497,5 @@ def test_encrypted_key_is_an_error_not_a_prompt(pki: Pki, tmp_path: Path) -> Non
     key = tmp_path / "enc.key"
     openssl("pkey", "-in", pki.server_key, "-aes256", "-passout", "pass:secret", "-out", key)
     tls = {"cert_file": str(pki.server_cert), "key_file": str(key)}
-    with pytest.raises(ConfigError, match="cannot load the certificate"):
-        load_web_config(write_config(tmp_path, {"tls_server_config": tls}))
+    path = write_config(tmp_path, {"tls_server_config": tls})
+    assert_config_error(path, "tls_server_config.key_file", f"{key}: no unencrypted PEM private")

@@ -47,7 +47,7 @@ def test_rule_uses_contract_metrics_only(rule: dict[str, object]) -> None:
 def test_rule_tells_the_on_call_what_to_do(rule: dict[str, object]) -> None:
     annotations = rule["annotations"]
     assert isinstance(annotations, dict)
-    assert {"summary", "description", "runbook"} <= annotations.keys()
+    assert {"summary", "description", "runbook_url"} <= annotations.keys()
     labels = rule["labels"]
     assert isinstance(labels, dict)
     assert labels["severity"] in {"info", "warning", "critical"}

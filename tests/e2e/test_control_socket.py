@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from procpilot.controller.client import Unreachable
 from tests.support.controller import Controller, request, running
 
 pytestmark = pytest.mark.timeout(120)
 
 NOBODY = 65534
+STRANGER = 65533  # a uid no config lists
 PROGRAMS = {"idle": {"command": "sleep 1000", "start_seconds": "200ms"}}
 
 
@@ -30,8 +32,8 @@ def ask_as(uid: int, path: Path) -> dict[str, object]:
             os.setuid(uid)
             try:
                 answer = request(path, {"cmd": "status"}, timeout=30)
-            except OSError as e:
-                answer = {"os_error": e.errno}
+            except Unreachable as e:
+                answer = {"unreachable": str(e)}
             os.write(w, json.dumps(answer).encode())
         finally:
             os._exit(0)
@@ -68,6 +70,40 @@ def test_other_uid_is_refused_unless_allowed(tmp_path: Path) -> None:
                     assert "control request refused" in c.stderr()
             finally:
                 c.stop()
+
+
+def acls_work(directory: str) -> bool:
+    probe = Path(directory) / "acl-probe"
+    probe.touch()
+    try:
+        os.setxattr(probe, "system.posix_acl_access", b"\x02\x00\x00\x00")
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_allowed_uids_can_connect_and_no_one_else(tmp_path: Path) -> None:
+    """control.allowed_uids opens the socket file to those uids (an ACL), no wider."""
+    with tempfile.TemporaryDirectory(prefix="procpilot-ctl-") as public:
+        os.chmod(public, 0o755)
+        if not acls_work(public):
+            pytest.skip(f"the file system of {public} has no POSIX ACLs")
+        c = Controller(tmp_path, PROGRAMS, control={"allowed_uids": [NOBODY]})
+        c.socket = Path(public) / "ctl.sock"
+        c.start()
+        try:
+            assert ask_as(NOBODY, c.socket).get("ok") is True
+            assert ask_as(STRANGER, c.socket) == {"unreachable": f"{c.socket}: permission denied"}
+            assert stat.S_IMODE(c.socket.stat().st_mode) & 0o007 == 0
+            c.write_config(PROGRAMS)  # a reload without the uid closes its door again
+            assert c.ctl("reload")["ok"]
+            assert ask_as(NOBODY, c.socket) == {"unreachable": f"{c.socket}: permission denied"}
+            assert stat.S_IMODE(c.socket.stat().st_mode) == 0o600
+        finally:
+            c.stop()
 
 
 def test_malformed_requests_get_errors(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -62,12 +62,16 @@ class Prometheus:
 
 
 def start(
-    workdir: Path, targets: dict[str, str], rule_files: list[str] | None = None
+    workdir: Path,
+    targets: dict[str, str],
+    rule_files: list[str] | None = None,
+    alertmanager: str | None = None,
 ) -> Prometheus:
-    """Start Prometheus scraping each job's host:port every second."""
+    """Start Prometheus scraping each job's host:port every second, evaluating rules every
+    second and sending alerts to the alertmanager host:port when one is given."""
     exe = binary()
     assert exe is not None
-    config = {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": rule_files or [],
         "scrape_configs": [
@@ -75,8 +79,10 @@ def start(
             for job, target in targets.items()
         ],
     }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [exe, f"--config.file={workdir / 'prometheus.yml'}",
