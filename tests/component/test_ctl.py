@@ -141,7 +141,7 @@ def test_status_table(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_ages_are_relative_to_now() -> None:
-    rows = render.status_rows(STATUS, now=NOW)
+    rows = render.status_rows(STATUS, now=NOW)  # type: ignore[arg-type]
     assert rows[1][7] == "SIGKILL, memory_limit, 5s ago"
     assert rows[2][7] == "exit 1, failed_start, 1h1m40s ago"
 

@@ -84,7 +84,7 @@ def test_reload_adds_removes_changes_scales_and_leaves_the_rest(tmp_path: Path) 
         kept, counted = rt.current("keep"), rt.current("count")
         write(path, {"keep": programs["keep"], "new": {"command": "serve", **QUICK},
                      "change": {"command": "serve --other", **QUICK},
-                     "count": {**programs["count"], "instances": 3}})
+                     "count": {"command": "serve", **QUICK, "instances": 3}})
         summary = await sup.reload()
         assert summary == ("reloaded: added ['new'], removed ['drop'], changed "
                            "['change', 'count'], unchanged 1")

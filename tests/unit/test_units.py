@@ -150,7 +150,7 @@ NEAR = st.text(alphabet="0123456789.ymwdhsbBkKmMgGiIpPtT -+\t\n\u0663\u00a0e", m
 
 
 def accepts(schema: dict[str, object], value: str) -> bool:
-    return jsonschema.Draft202012Validator(schema).is_valid(value)
+    return bool(jsonschema.Draft202012Validator(schema).is_valid(value))
 
 
 def parses(parse: Callable[[object], object], value: str) -> bool:
