@@ -33,6 +33,7 @@ from procpilot.controller.autoscale import (
     HostSample,
     Policy,
     ScaleState,
+    Target,
     WorkerSample,
     decide,
     past_warmup,
@@ -43,7 +44,9 @@ INTERVAL = 15
 STARTUP_SECONDS = 2
 MIN_WORKERS, MAX_WORKERS, TARGET_CORES = 2, 8, 0.7
 STEP_AT = 300
-POLICY = Policy(min_workers=MIN_WORKERS, max_workers=MAX_WORKERS, cpu_target_cores=TARGET_CORES)
+POLICY = Policy(min_workers=MIN_WORKERS, max_workers=MAX_WORKERS,
+                targets=(Target("cpu", "cpu", TARGET_CORES),))
+SYSTEM = replace(POLICY, targets=(Target("cpu", "system", TARGET_CORES),))
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Ours:
 
     def __call__(self, now: int, workers: Sequence[Worker], host_cpu_cores: float) -> int:
         measurement: list[WorkerSample] | HostSample
-        if self.policy.metric == "system":
+        if self.policy.targets[0].kind == "system":
             measurement = HostSample(host_cpu_cores)
         else:
             sample_start = now - INTERVAL
@@ -83,7 +86,7 @@ class Ours:
                              past_warmup(w.started_at, sample_start, self.policy))
                 for w in workers
             ]
-        decision = decide(self.policy, len(workers), measurement, self.state, float(now))
+        decision = decide(self.policy, len(workers), {"cpu": measurement}, self.state, float(now))
         self.state = decision.state
         return decision.desired
 
@@ -189,7 +192,7 @@ def controllers(cores: int) -> dict[str, Callable[[], Controller]]:
         "ours (defaults)": lambda: Ours(POLICY),
         "ours, stabilization 60s": lambda: Ours(
             replace(POLICY, scale_down_stabilization_seconds=60)),
-        "ours, metric: system": lambda: Ours(replace(POLICY, metric="system")),
+        "ours, metric: system": lambda: Ours(SYSTEM),
         "step rule": lambda: StepRule(cores),
     }
 
@@ -241,6 +244,85 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
+# --- queue consumers: CPU is the wrong signal -------------------------------------------
+
+BURST_EVERY, BURST_JOBS = 120, 60  # jobs arrive in bursts
+JOB_SECONDS, JOB_CORES = 4, 0.1  # each job waits on I/O: 4 s of wall time at 0.1 cores
+JOBS_PER_WORKER = 5  # the backlog target: a worker's share of the queue
+QUEUE_MAX = 20
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    policy: str
+    worker_seconds: int  # workers running, summed over the run
+    p95_wait_seconds: float  # from a job's arrival to its start
+    max_wait_seconds: int
+
+
+def simulate_queue(policy: Policy, name: str, seconds: int = 3600) -> QueueResult:
+    """Bursts of I/O-bound jobs, a FIFO queue, one job at a time per worker.
+
+    A worker that just started serves after STARTUP_SECONDS; a stopped worker's job goes
+    back to the front of the queue (it is redone). The policy sees each worker's CPU and
+    the backlog (queued jobs) every INTERVAL.
+    """
+    queue: list[int] = []  # arrival times
+    busy: dict[int, tuple[int, int]] = {}  # worker -> (job arrival, seconds left)
+    started: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    waits: list[int] = []
+    idents, state, used = itertools.count(), ScaleState(), 0
+    for t in range(seconds):
+        if t % BURST_EVERY == 0:
+            queue += [t] * BURST_JOBS
+        if t > 0 and t % INTERVAL == 0:
+            samples = [WorkerSample(cpu.get(w, 0.0) / INTERVAL,
+                                    past_warmup(started[w], t - INTERVAL, policy))
+                       for w in started]
+            readings = {"cpu": samples, "backlog": float(len(queue) + len(busy))}
+            decision = decide(policy, len(started), readings, state, float(t))
+            state = decision.state
+            while len(started) < decision.desired:
+                started[next(idents)] = t
+            for w in pick_to_stop(list(started.items()), len(started) - decision.desired):
+                if w in busy:
+                    queue.insert(0, busy.pop(w)[0])
+                del started[w]
+            cpu.clear()
+        for w, since in started.items():
+            if w not in busy and queue and t - since >= STARTUP_SECONDS:
+                arrived = queue.pop(0)
+                waits.append(t - arrived)
+                busy[w] = (arrived, JOB_SECONDS)
+            if w in busy:
+                cpu[w] = cpu.get(w, 0.0) + JOB_CORES
+                arrived, left = busy[w]
+                busy[w] = (arrived, left - 1)
+                if left - 1 == 0:
+                    del busy[w]
+        used += len(started)
+    waits.sort()
+    return QueueResult(name, used, float(waits[int(len(waits) * 0.95) - 1]), waits[-1])
+
+
+def queue_policies() -> dict[str, Policy]:
+    cpu = Policy(min_workers=1, max_workers=QUEUE_MAX,
+                 targets=(Target("cpu", "cpu", 0.05),), scale_down_stabilization_seconds=60)
+    backlog = Policy(min_workers=0, max_workers=QUEUE_MAX,
+                     targets=(Target("backlog", "total", JOBS_PER_WORKER),),
+                     scale_down_stabilization_seconds=60)
+    return {"CPU (0.05 cores per worker)": cpu,
+            f"backlog ({JOBS_PER_WORKER} jobs per worker, min 0)": backlog}
+
+
+def queue_table(results: Sequence[QueueResult]) -> str:
+    rows = [f"{'policy':<40} {'worker*s':>9} {'p95 wait s':>10} {'max wait s':>10}"]
+    rows += [f"{r.policy:<40} {r.worker_seconds:>9} {r.p95_wait_seconds:>10.0f} "
+             f"{r.max_wait_seconds:>10}" for r in results]
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -250,13 +332,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = run(args.seed, args.host_cores)
     summary = totals(results)
+    queue = [simulate_queue(policy, name) for name, policy in queue_policies().items()]
     if args.json:
         print(json.dumps({"host_cores": args.host_cores, "seed": args.seed,
-                          "results": [asdict(r) for r in results + summary]}, indent=2))
+                          "results": [asdict(r) for r in results + summary],
+                          "queue": [asdict(r) for r in queue]}, indent=2))
     else:
         print(f"host: {args.host_cores} cores; pool: min {MIN_WORKERS}, max {MAX_WORKERS}, "
               f"target {TARGET_CORES} cores/worker; interval {INTERVAL} s; seed {args.seed}")
         print(table(results + summary))
+        print(f"\nqueue: {BURST_JOBS} jobs every {BURST_EVERY} s, each {JOB_SECONDS} s of I/O at "
+              f"{JOB_CORES} cores; min..max 0/1..{QUEUE_MAX}; 1 h")
+        print(queue_table(queue))
     return 0
 
 

@@ -74,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing, across rotation")
     logs.add_argument("-n", "--lines", type=int, metavar="N",
                       help="last N lines of each file (default: all; 10 with -f)")
+    explain = sub.add_parser("explain", help="a pool's last autoscaling decisions and why")
+    explain.add_argument("target", type=program, metavar="PROGRAM")
     scale = sub.add_parser("scale", help="pin a pool's size, or give it back to the autoscaler")
     scale.add_argument("target", type=program, metavar="PROGRAM")
     scale.add_argument("count", type=_count, metavar="N|auto")
@@ -97,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Imported once the arguments are good: --help and usage errors do not pay for them.
     from procpilot.controller.client import Unreachable, request
-    from procpilot.controller.render import print_logs, render_status
+    from procpilot.controller.render import print_logs, render_explain, render_status
 
     try:
         response = request(args.socket, _message(args), args.timeout)
@@ -114,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "status":
             print(render_status(result, time.time()))
+        elif args.cmd == "explain":
+            print(render_explain(result))
         elif args.cmd == "logs":
             print_logs(list(result["files"]), args.target, args.lines, args.follow)
         else:

@@ -108,8 +108,21 @@ POOL_UTILIZATION = Family(
     "Last measured CPU per worker over cpu_target (1 = on target); absent before the first "
     "measurement, held through intervals with no warmed-up worker.", ("program",))
 POOL_CPU_TARGET = Family(
-    "procpilot_pool_cpu_target_cores", "gauge", "CPU target per worker, in cores.",
-    ("program",))
+    "procpilot_pool_cpu_target_cores", "gauge",
+    "CPU target per worker, in cores; absent without a CPU target.", ("program",))
+POOL_METRIC_VALUE = Family(
+    "procpilot_pool_metric_value", "gauge",
+    "Last reading of each target the pool scales on: mean cores (cpu) or bytes (memory) per "
+    "worker, host cores (cpu source system), or the total work (prometheus, http, command); "
+    "absent while it cannot be read.", ("program", "metric"))
+POOL_METRIC_TARGET = Family(
+    "procpilot_pool_metric_target", "gauge",
+    "What each worker should carry of each target (the config's target).",
+    ("program", "metric"))
+POOL_METRIC_ERRORS = Family(
+    "procpilot_pool_metric_errors_total", "counter",
+    "Readings of each target that failed (an error, a timeout, not a finite number); while "
+    "one fails the pool does not shrink.", ("program", "metric"))
 POOL_SCALE_EVENTS = Family(
     "procpilot_pool_scale_events_total", "counter",
     "Times the autoscaler changed the count, by direction, both from 0. Each is also one "
@@ -132,6 +145,7 @@ CONTROLLER = (
 )
 POOL = (
     POOL_WORKERS, POOL_DESIRED, POOL_MIN, POOL_MAX, POOL_UTILIZATION, POOL_CPU_TARGET,
-    POOL_SCALE_EVENTS, POOL_LAST_SCALE, POOL_AT_MAX,
+    POOL_SCALE_EVENTS, POOL_LAST_SCALE, POOL_AT_MAX, POOL_METRIC_VALUE, POOL_METRIC_TARGET,
+    POOL_METRIC_ERRORS,
 )
 ALL = CONTROLLER + POOL

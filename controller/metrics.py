@@ -90,6 +90,8 @@ def pool_families(programs: Sequence[ProgramView]) -> list[Metric]:
     ratio, target, events = f.POOL_UTILIZATION.new(), f.POOL_CPU_TARGET.new(), \
         f.POOL_SCALE_EVENTS.new()
     last, at_max = f.POOL_LAST_SCALE.new(), f.POOL_AT_MAX.new()
+    value, per_worker, errors = f.POOL_METRIC_VALUE.new(), f.POOL_METRIC_TARGET.new(), \
+        f.POOL_METRIC_ERRORS.new()
     for prog in programs:
         pool = prog.pool
         if pool is None:
@@ -101,13 +103,20 @@ def pool_families(programs: Sequence[ProgramView]) -> list[Metric]:
         high.add_metric(labels, pool.max)
         if pool.utilization is not None:
             ratio.add_metric(labels, pool.utilization)
-        target.add_metric(labels, pool.cpu_target_cores)
+        if pool.cpu_target_cores is not None:
+            target.add_metric(labels, pool.cpu_target_cores)
+        for m in pool.metrics:
+            if m.value is not None:
+                value.add_metric([prog.program, m.name], m.value)
+            per_worker.add_metric([prog.program, m.name], m.per_worker)
+            errors.add_metric([prog.program, m.name], m.errors)
         for direction in f.SCALE_DIRECTIONS:
             events.add_metric([prog.program, direction], pool.scale_events.get(direction, 0))
         if pool.last_scale_time is not None:
             last.add_metric(labels, pool.last_scale_time)
         at_max.add_metric(labels, 1.0 if pool.at_max else 0.0)
-    return [workers, desired, low, high, ratio, target, events, last, at_max]
+    return [workers, desired, low, high, ratio, target, events, last, at_max, value, per_worker,
+            errors]
 
 
 def make_registry(collector: ControllerCollector) -> CollectorRegistry:

@@ -373,14 +373,22 @@ class Program:
             waits += self.start(index)
         return waits
 
-    async def reconfigure(self, config: ProgramConfig) -> None:
-        """Apply a changed config: a count change scales, anything else restarts all."""
+    async def reconfigure(self, config: ProgramConfig) -> bool:
+        """Apply a changed config; True when it was applied to the running instances.
+
+        A change of only the count or the autoscale section scales in place (a pool keeps
+        its count, clamped to the new bounds); anything else restarts every instance.
+        """
         async with self.lock:
-            only_count = config.model_copy(update={"instances": self.config.instances})
-            if only_count == self.config and not self.removed:
+            same = config.model_copy(update={"instances": self.config.instances,
+                                             "autoscale": self.config.autoscale})
+            if same == self.config and not self.removed:
                 self.config = config
-                await wait_all(self.scale(self._configured_count()))
-                return
+                auto = config.autoscale
+                count = (config.instances if auto is None
+                         else min(max(self.desired, auto.min), auto.max))
+                await wait_all(self.scale(count))
+                return True
             await wait_all(self.stop())
             self.close_logs()
             self.instances.clear()
@@ -390,6 +398,7 @@ class Program:
             self.ensure_instances()
             if config.autostart:
                 await wait_all(self.start())
+            return False
 
     async def remove(self) -> None:
         """Stop every instance for good (the program left the config)."""

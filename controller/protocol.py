@@ -16,7 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Literal, NotRequired, TypedDict
 
-    Command = Literal["status", "start", "stop", "restart", "reload", "shutdown", "logs", "scale"]
+    Command = Literal["status", "start", "stop", "restart", "reload", "shutdown", "logs",
+                      "scale", "explain"]
 
     class Request(TypedDict):
         cmd: Command
@@ -69,6 +70,23 @@ if TYPE_CHECKING:
     class Status(TypedDict):
         programs: list[ProgramStatus]
 
+    class TargetExplained(TypedDict):
+        name: str
+        value: float | None
+        utilization: float | None
+        recommendation: int | None
+        reason: str
+
+    class Explained(TypedDict):
+        """One autoscaler decision: what each target said and what became of it."""
+
+        time: float  # unix seconds
+        current: int
+        recommendation: int | None  # the highest target's, before stabilization and limits
+        desired: int
+        reason: str
+        targets: list[TargetExplained]
+
     class LogFiles(TypedDict):
         files: list[str]
 
@@ -78,7 +96,8 @@ ALL = "all"  # the target meaning every program, so no program may be called tha
 REQUEST_LIMIT = 64 * 1024  # bytes in one request line
 # Instances per program: each is a process, and starting 10,000 takes about a minute here.
 MAX_INSTANCES = 10_000
-COMMANDS = ("status", "start", "stop", "restart", "reload", "shutdown", "logs", "scale")
+COMMANDS = ("status", "start", "stop", "restart", "reload", "shutdown", "logs", "scale",
+            "explain")
 
 
 class ProtocolError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+import time
 
 from procpilot.controller.tail import follow, show
 from procpilot.core.units import format_duration, format_size
@@ -14,7 +15,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from procpilot.controller.protocol import InstanceStatus, LastExitStatus, Status
+    from procpilot.controller.protocol import (
+        Explained,
+        InstanceStatus,
+        LastExitStatus,
+        Status,
+    )
 
 COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "LAST-EXIT")
 
@@ -110,6 +116,26 @@ def _limits(result: Status) -> list[str]:
 def render_status(result: Status, now: float) -> str:
     body = table([COLUMNS, *status_rows(result, now)])
     return "\n".join([body, *_pools(result), *_limits(result)])
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def render_explain(decisions: list[Explained]) -> str:
+    """One block per decision, oldest first: each target's value, utilization and count,
+    then the highest count before and after stabilization and limits, and why."""
+    if not decisions:
+        return "no decision yet (the first comes one interval after start)"
+    blocks = []
+    for d in decisions:
+        when = time.strftime("%H:%M:%S", time.localtime(d["time"]))
+        rows = [("METRIC", "VALUE", "UTILIZATION", "WANTS", "WHY")]
+        rows += [(t["name"], _number(t["value"]), _number(t["utilization"]),
+                  _or_dash(t["recommendation"]), t["reason"]) for t in d["targets"]]
+        blocks.append(f"{when}  {d['current']} -> {d['desired']} ({d['reason']}; highest "
+                      f"wanted {_or_dash(d['recommendation'])})\n" + table(rows))
+    return "\n\n".join(blocks)
 
 
 def print_logs(files: list[str], program: str, lines: int | None, keep: bool) -> None:

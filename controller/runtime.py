@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from procpilot.controller import health
-from procpilot.controller.config import Health
+from procpilot.controller import health, metricsources
+from procpilot.controller.config import Health, TotalMetric
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.isolation import (
     Backend,
@@ -121,6 +121,9 @@ class Runtime(Protocol):
 
     def host_busy_seconds(self) -> float | None:
         """CPU seconds the whole host was busy since boot (for ``metric: system`` pools)."""
+
+    async def read_metric(self, metric: TotalMetric) -> float:
+        """One reading of a pool's work from outside it; MetricError when it fails."""
 
     @property
     def isolation(self) -> str:
@@ -364,6 +367,9 @@ class ProcessRuntime:
 
     def host_busy_seconds(self) -> float | None:
         return read_busy_seconds(self.fs)
+
+    async def read_metric(self, metric: TotalMetric) -> float:
+        return await metricsources.read(metric, self.reaper)
 
     async def wind_down(self, drain_bound: float, output_bound: float) -> None:
         """At shutdown: wait for stopped groups to finish and for their last output."""

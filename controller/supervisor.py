@@ -31,7 +31,7 @@ from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, PoolView
 
 if TYPE_CHECKING:
-    from procpilot.controller.protocol import Request
+    from procpilot.controller.protocol import Explained, Request
 
 log = logging.getLogger("procpilot.controller")
 CHANGES = frozenset({"start", "stop", "restart", "reload", "scale"})  # refused in shutdown
@@ -172,8 +172,13 @@ class Supervisor:
         scaler = self.scalers.get(program.name)
         if scaler is not None:
             scaler.close()
-        await program.reconfigure(cfg)
-        self._restart_scaler(program)
+        in_place = await program.reconfigure(cfg)
+        if in_place and scaler is not None and cfg.autoscale is not None:
+            scaler.retarget(cfg.autoscale)  # the same pool, new targets: no restart
+            if not self._done.is_set():
+                scaler.start()
+        else:
+            self._restart_scaler(program)
 
     async def _start_groups(self, programs: Iterable[Program]) -> None:
         """Autostart programs by ascending priority, each group after the previous settled."""
@@ -343,8 +348,17 @@ class Supervisor:
             return "shutting down"
         if cmd == "logs":
             return self._logs(request.get("target"))
+        if cmd == "explain":
+            return self._explain(request.get("target"))
         return await self._scale(request.get("target"), request.get("count"),
                                  request.get("force", False))
+
+    def _explain(self, target: object) -> list[Explained]:
+        name, _ = parse_target(target)
+        scaler = self.scalers.get(name)
+        if scaler is None:
+            raise CommandError(f"{name} is not an autoscaled pool")
+        return scaler.explain()
 
     async def _act(self, cmd: str, target: object) -> str:
         targets = self._targets(target)

@@ -61,6 +61,16 @@ class InstanceView:
 
 
 @dataclass(frozen=True)
+class PoolMetricView:
+    """One target of a pool: its last value, what each worker should carry, failed reads."""
+
+    name: str
+    value: float | None
+    per_worker: float
+    errors: int
+
+
+@dataclass(frozen=True)
 class PoolView:
     min: int
     max: int
@@ -68,10 +78,11 @@ class PoolView:
     utilization: float | None  # last measured CPU per worker / target; None before the first
     desired: int
     # Metrics only (not in ``status``):
-    cpu_target_cores: float
+    cpu_target_cores: float | None  # None without a CPU target
     at_max: bool  # the last decision's recommendation was above max
     scale_events: dict[str, int]  # by direction (up, down), monotonic
     last_scale_time: float | None  # unix seconds of the last scale event
+    metrics: tuple[PoolMetricView, ...] = ()
 
     def status(self) -> PoolStatus:
         return {"min": self.min, "max": self.max, "pinned": self.pinned,

@@ -14,6 +14,7 @@ import yaml
 
 from procpilot.controller import config
 from procpilot.controller.control import CommandError
+from procpilot.controller.metricsources import MetricError
 from procpilot.controller.runtime import Usage
 from procpilot.controller.supervisor import Supervisor
 from tests.support.fakes import FakeRuntime, run, sleep
@@ -203,13 +204,14 @@ def test_busy_pool_grows_to_max_pinned_holds_idle_shrinks_after_stabilization(
         await sleep(30)
         pool = sup.view().programs[0].pool
         assert pool is not None and (pool.desired, pool.pinned, pool.at_max) == (2, 2, False)
-        await sup.handle({"cmd": "scale", "target": "pool", "count": "auto"})
-        rt.busy["pool"] = 0.0
+        rt.busy["pool"] = 0.0  # idle from t=110, still pinned
         await sleep(15)
-        # Held by the busy recommendations still inside the 60 s stabilization window; the
-        # pinned time was measured too, so the first decision sees only the idle interval.
-        assert sup.view().programs[0].desired == 2
-        await sleep(30)
+        await sup.handle({"cmd": "scale", "target": "pool", "count": "auto"})
+        await sleep(10)
+        # The pinned time was measured too, so the first decision sees only the idle
+        # interval: no jump back up on the busy samples from before the pin.
+        assert sup.view().programs[0].desired <= 2
+        await sleep(60)
         assert sup.view().programs[0].desired == 1
 
     on_supervisor(tmp_path / "c.yaml", {"pool": POOL}, test)
@@ -279,3 +281,88 @@ def test_scale_is_bounded_and_pools_keep_their_range_unless_forced(tmp_path: Pat
             "fixed: 3 desired, 3 running")
 
     on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+def backlog_pool(**autoscale: Any) -> dict[str, Any]:
+    """A pool on an http backlog (10 per worker), min 0, max 4, and these changes."""
+    return {"command": "serve", **QUICK,
+            "autoscale": {"min": 0, "max": 4, "interval": "10s",
+                          "scale_down": {"stabilization": "30s"},
+                          "metrics": [{"type": "http", "url": "http://127.0.0.1:1/q",
+                                       "target": 10}], **autoscale}}
+
+
+BACKLOG = backlog_pool()
+
+
+def running_workers(sup: Supervisor) -> int:
+    return sum(i.state == "running" for i in sup.view().programs[0].instances)
+
+
+def test_a_backlog_pool_goes_to_zero_and_comes_back_with_work(tmp_path: Path) -> None:
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        rt.metric_values["http"] = 35.0
+        await sleep(12)
+        assert sup.view().programs[0].desired == 4  # ceil(35 / 10)
+        rt.metric_values["http"] = 0.0
+        await sleep(20)
+        assert sup.view().programs[0].desired == 4  # held by the 30 s window
+        await sleep(20)
+        assert (sup.view().programs[0].desired, running_workers(sup)) == (0, 0)
+        rt.metric_values["http"] = 3.0  # above activation (0): one worker at the next tick
+        await sleep(10)
+        assert sup.view().programs[0].desired == 1
+        explained = await sup.handle({"cmd": "explain", "target": "pool"})
+        assert explained[-1]["reason"] == "activated"
+        assert explained[-1]["targets"] == [{"name": "http", "value": 3.0, "utilization": None,
+                                             "recommendation": 1, "reason": "activated"}]
+
+    on_supervisor(tmp_path / "c.yaml", {"pool": BACKLOG}, test)
+
+
+def test_an_unreadable_metric_holds_the_pool_and_is_counted(tmp_path: Path) -> None:
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        rt.metric_values["http"] = 25.0
+        await sleep(12)
+        assert sup.view().programs[0].desired == 3
+        rt.metric_values["http"] = MetricError("connection refused")
+        await sleep(60)
+        pool = sup.view().programs[0].pool
+        assert pool is not None and sup.view().programs[0].desired == 3  # never down
+        assert [(m.name, m.value, m.errors) for m in pool.metrics] == [("http", None, 6)]
+        rt.metric_values["http"] = float("nan")  # not a number is a failure too
+        await sleep(10)
+        again = sup.view().programs[0].pool
+        assert again is not None and again.metrics[0].errors == 7
+
+    on_supervisor(tmp_path / "c.yaml", {"pool": BACKLOG}, test)
+
+
+def test_a_fallback_count_stands_in_for_an_unreadable_metric(tmp_path: Path) -> None:
+    pool = backlog_pool(metrics=[{"type": "http", "url": "http://127.0.0.1:1/q", "target": 10,
+                                  "fallback": 2}])
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(12)  # nothing scripted: the read fails from the start
+        assert sup.view().programs[0].desired == 2
+
+    on_supervisor(tmp_path / "c.yaml", {"pool": pool}, test)
+
+
+def test_a_changed_autoscale_section_retargets_the_running_pool(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        rt.metric_values["http"] = 40.0
+        await sleep(12)
+        before = {c.pid for c in rt.children if not c.exited.done()}
+        assert len(before) == 4
+        write(path, {"pool": backlog_pool(max=2)})
+        assert "changed ['pool']" in await sup.reload()
+        await sleep(3)
+        alive = {c.pid for c in rt.children if not c.exited.done()}
+        assert len(alive) == 2 and alive < before  # clamped, no worker restarted
+        await sleep(10)
+        assert sup.view().programs[0].desired == 2  # and the new max holds
+
+    on_supervisor(path, {"pool": BACKLOG}, test)

@@ -28,9 +28,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from procpilot.controller.config import Health
+from procpilot.controller.config import Health, TotalMetric
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.logsink import LogFiles, Sink
+from procpilot.controller.metricsources import MetricError
 from procpilot.controller.runtime import Child, SpawnFailed, Usage
 from procpilot.controller.spawn import SpawnSpec
 from procpilot.controller.states import ExitStatus
@@ -173,6 +174,7 @@ class FakeRuntime:
     health: Callable[[str], bool] = lambda program: True
     host_busy: float | None = None
     busy: dict[str, float] = field(default_factory=dict)  # program -> cores each process uses
+    metric_values: dict[str, float | MetricError] = field(default_factory=dict)  # by name
     orphans: int = 0
     installed: bool = False
     enforceable: frozenset[str] = frozenset()  # what a fake cgroup backend would enforce
@@ -222,6 +224,14 @@ class FakeRuntime:
 
     def host_busy_seconds(self) -> float | None:
         return self.host_busy
+
+    async def read_metric(self, metric: TotalMetric) -> float:
+        """What ``metric_values`` says for the metric's name (a MetricError is raised)."""
+        value = self.metric_values.get(metric.target_of().name,
+                                       MetricError("nothing scripted for it"))
+        if isinstance(value, MetricError):
+            raise value
+        return value
 
     # What the supervisor needs beyond programs.
     def install(self) -> None:

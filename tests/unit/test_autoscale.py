@@ -17,23 +17,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from procpilot.controller import autoscale
 from procpilot.controller.autoscale import (
     Decision,
     HostSample,
     Policy,
     ScaleState,
+    Target,
     WorkerSample,
-    decide,
     past_warmup,
 )
 
 NOW = 1000.0
 # Target 0.5 cores per worker, so a worker at 1.0 core is at utilization 2.0.
-POLICY = Policy(min_workers=1, max_workers=30, cpu_target_cores=0.5)
+CPU = Target("cpu", "cpu", 0.5)
+POLICY = Policy(min_workers=1, max_workers=30, targets=(CPU,))
 NO_WINDOW = replace(POLICY, scale_down_stabilization_seconds=0)
 EMPTY = ScaleState()
 HOLD_REASONS = {"within_tolerance", "warmup_reversal", "missing_reversal", "rounding",
                 "no_ready_workers"}
+
+
+def decide(policy: Policy, current: int, samples: autoscale.Reading, state: ScaleState,
+           now: float) -> Decision:
+    """The CPU-only cases: the samples are the one target's reading."""
+    return autoscale.decide(policy, current, {policy.targets[0].name: samples}, state, now)
 
 
 def ready(*cores: float) -> list[WorkerSample]:
@@ -156,7 +164,7 @@ def test_at_max_reports_demand_above_max_even_when_rate_limited() -> None:
 
 
 def test_system_metric_charges_host_cpu_to_the_pool() -> None:
-    policy = replace(NO_WINDOW, metric="system")
+    policy = replace(NO_WINDOW, targets=(Target("cpu", "system", 0.5),))
     assert decide(policy, 2, HostSample(3.0), ScaleState(), NOW).desired == 6
     assert decide(policy, 4, HostSample(2.0), ScaleState(), NOW).reason == "within_tolerance"
     with pytest.raises(TypeError):
@@ -234,13 +242,14 @@ def test_past_warmup_leaves_out_the_first_full_interval() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"min_workers": 0}, "min_workers"),
+        ({"min_workers": 0}, "min_workers 0 needs a total target"),
         ({"max_workers": 0}, "max_workers"),
-        ({"cpu_target_cores": 0}, "cpu_target_cores"),
+        ({"targets": (Target("cpu", "cpu", 0),)}, "per_worker"),
+        ({"targets": ()}, "at least one target"),
+        ({"targets": (CPU, CPU)}, "names must differ"),
         ({"tolerance": 1.0}, "tolerance"),
         ({"interval_seconds": 0}, "interval_seconds"),
         ({"warmup_seconds": -1}, "warmup_seconds"),
-        ({"metric": "host"}, "metric"),
         ({"scale_up_max_step": 0}, "scale_up_max_step"),
         ({"scale_up_period_seconds": 0}, "scale_up_period_seconds"),
         ({"scale_down_stabilization_seconds": -1}, "scale_down_stabilization_seconds"),

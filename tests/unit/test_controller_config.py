@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from procpilot.controller import config
+from procpilot.controller.autoscale import Target
 from procpilot.controller.config import Autoscale, ConfigError, ControllerConfig, ProgramConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,14 +123,60 @@ def test_autoscale(tmp_path: Path) -> None:
     b = q.autoscale
     assert b is not None
     policy = b.policy()
-    assert (policy.min_workers, policy.cpu_target_cores, policy.warmup) == (2, 1.5, 1.0)
+    assert (policy.min_workers, policy.targets, policy.warmup) == (
+        2, (Target("cpu", "cpu", 1.5),), 1.0)
+
+
+def test_autoscale_metrics(tmp_path: Path) -> None:
+    p = program(tmp_path, """command: [x]
+autoscale:
+  min: 0
+  max: 8
+  metrics:
+    - {type: cpu, target: 25%, source: system}
+    - {type: memory, target: 256MiB}
+    - {type: prometheus, server: "http://127.0.0.1:9090", query: sum(jobs), target: 10,
+       activation: 2, fallback: 3, basic_auth: {username: u, password_file: /p}}
+    - {type: http, name: depth, url: "http://127.0.0.1:9000/q", field: queue.depth, target: 5}
+    - {type: command, command: "echo 3", target: 1, timeout: 2s}
+""")
+    a = p.autoscale
+    assert a is not None
+    assert a.policy().targets == (
+        Target("cpu", "system", 0.25), Target("memory", "memory", float(256 << 20)),
+        Target("prometheus", "total", 10.0, 2.0, 3), Target("depth", "total", 5.0),
+        Target("command", "total", 1.0))
+    assert sorted(a.totals()) == ["command", "depth", "prometheus"]
+
+
+@pytest.mark.parametrize(("autoscale", "message"), [
+    ("{max: 2}", "needs cpu_target or metrics"),
+    ("{min: 0, max: 2, cpu_target: 1}", "min 0 needs a prometheus, http or command metric"),
+    ("{max: 2, cpu_target: 1, metrics: [{type: cpu, target: 1}]}", "give the cpu target once"),
+    ("{max: 2, metrics: [{type: http, url: 'http://a/', target: 1}, "
+     "{type: http, url: 'http://b/', target: 1}]}", "metric names must differ"),
+    ("{max: 2, metrics: [{type: http, url: 'ftp://a/', target: 1}]}", "http:// or https://"),
+    ("{max: 2, metrics: [{type: redis, target: 1}]}", "does not match any of the expected tags"),
+    ("{max: 2, metrics: [{type: http, url: 'http://a/', target: 0}]}", "greater than 0"),
+    ("{max: 2, metrics: [{type: prometheus, server: 'http://a', query: q, target: 1, "
+     "bearer_token_file: /t, basic_auth: {username: u, password_file: /p}}]}",
+     "mutually exclusive"),
+])
+def test_autoscale_metric_errors(tmp_path: Path, autoscale: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        program(tmp_path, f"command: [x]\nautoscale: {autoscale}\n")
 
 
 @given(
     st.fixed_dictionaries(
-        {"max": st.integers(-1, 5), "cpu_target": st.floats(-1, 2) | st.just("0%")},
+        {"max": st.integers(-1, 5), "cpu_target": st.floats(-1, 2) | st.just("0%") | st.none()},
         optional={
             "min": st.integers(-1, 5),
+            "metrics": st.lists(st.fixed_dictionaries({
+                "type": st.just("http"), "url": st.just("http://127.0.0.1/q"),
+                "name": st.sampled_from(["a", "b"]), "target": st.floats(-1, 10),
+                "activation": st.floats(-1, 3), "fallback": st.integers(-1, 6) | st.none()}),
+                max_size=2),
             "tolerance": st.floats(-0.5, 1.5),
             "interval": st.floats(-1, 100),
             "warmup": st.floats(-1, 100) | st.none(),
@@ -177,8 +224,8 @@ def test_configs_compare_equal_and_changes_are_per_program(tmp_path: Path) -> No
         ("instances: 2\nautoscale: {max: 2, cpu_target: 1}", "programs.p", "mutually exclusive"),
         ("autoscale: {min: 3, max: 2, cpu_target: 1}", "programs.p.autoscale", "greater than max"),
         ("autoscale: {max: 2, cpu_target: lots}", "programs.p.autoscale.cpu_target", "number"),
-        ("autoscale: {max: 2}", "programs.p.autoscale.cpu_target", "Field required"),
-        ("autoscale: {min: 0, max: 2, cpu_target: 1}", "programs.p.autoscale.min", "equal to 1"),
+        ("autoscale: {max: 2}", "programs.p.autoscale", "needs cpu_target or metrics"),
+        ("autoscale: {min: 0, max: 2, cpu_target: 1}", "programs.p.autoscale", "min 0 needs"),
         ("autoscale: {max: 2, cpu_target: 1, tolerance: 1}", "programs.p.autoscale.tolerance",
          "less than 1"),
         ("health: {interval: 1s}", "programs.p.health", "exactly one of exec, http, tcp"),
