@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from procpilot.controller.families import POOL_AT_MAX
+from procpilot.controller.families import POOL_AT_MAX, POOL_METRIC_ERRORS, POOL_METRIC_VALUE
 
 Panel = dict[str, Any]
 Query = tuple[str, str]  # (PromQL, legend format)
@@ -576,6 +576,26 @@ def controller_dashboard() -> dict[str, Any]:
             (f"{POOL_AT_MAX.name}{{{PROGRAM}}}", "{{program}}"),
             description=POOL_AT_MAX.help,
             max_value=1,
+        ),
+        timeseries(
+            "Metric values vs targets",
+            "short",
+            (f"{POOL_METRIC_VALUE.name}{{{PROGRAM}}}", "{{program}} {{metric}}"),
+            (f"procpilot_pool_metric_target{{{PROGRAM}}}", "{{program}} {{metric}} target"),
+            description=POOL_METRIC_VALUE.help + " Targets are per worker.",
+            overrides=[dashed(".* target$")],
+            width=12,
+        ),
+        timeseries(
+            "Metric read errors",
+            "short",
+            (
+                f"increase({POOL_METRIC_ERRORS.name}{{{PROGRAM}}}{rate})",
+                "{{program}} {{metric}}",
+            ),
+            description=POOL_METRIC_ERRORS.help,
+            bars=True,
+            width=12,
         ),
     ]
     controller = [
