@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SecretStr,
@@ -306,11 +307,14 @@ def _http_url(value: str) -> str:
     return value
 
 
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class Health(Strict):
     """Liveness check; failure_threshold failures in a row restart the instance."""
 
     exec: Argv | None = Field(default=None, description="Command; exit status 0 is healthy.")
-    http: str | None = Field(default=None, description="URL; a 2xx or 3xx answer is healthy.")
+    http: HttpUrl | None = Field(default=None, description="URL; a 2xx or 3xx answer is healthy.")
     tcp: str | None = Field(default=None, description="host:port; a connection is healthy.")
     interval: Seconds = Field(default=10.0, gt=0, description="Time between checks.")
     timeout: Seconds = Field(default=2.0, gt=0, description="A check slower than this fails.")
@@ -318,11 +322,6 @@ class Health(Strict):
     start_period: Seconds = Field(
         default=0.0, description="Grace after start before failures count."
     )
-
-    @field_validator("http")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
 
     @field_validator("tcp")
     @classmethod
@@ -426,27 +425,17 @@ class PrometheusMetric(_HTTPSource):
     """A PromQL query whose result is one number (a scalar, or a vector of one sample)."""
 
     type: Literal["prometheus"]
-    server: str = Field(description="Prometheus URL, e.g. http://127.0.0.1:9090.")
+    server: HttpUrl = Field(description="Prometheus URL, e.g. http://127.0.0.1:9090.")
     query: str = Field(min_length=1, description="PromQL returning one number: the backlog.")
-
-    @field_validator("server")
-    @classmethod
-    def _server(cls, value: str) -> str:
-        return _http_url(value)
 
 
 class HTTPMetric(_HTTPSource):
     """A URL answering a JSON number, or an object holding one at a dotted path."""
 
     type: Literal["http"]
-    url: str = Field(description="URL answering JSON.")
+    url: HttpUrl = Field(description="URL answering JSON.")
     field: str | None = Field(default=None, pattern=r"^[^.]+(\.[^.]+)*$",
                               description="Dotted path to the number, e.g. queue.depth.")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
 
 class CommandMetric(_Total):

@@ -38,8 +38,8 @@ def readme(text: str) -> str:
                              re.S)
         if not pattern.search(text):
             raise ValueError(f"README.md has no <!-- metrics:{name} --> section")
-        table = markdown_table(families)
-        text = pattern.sub(lambda m, table=table: m[1] + table + m[2], text)
+        table = markdown_table(families).replace("\\", "\\\\")
+        text = pattern.sub(rf"\g<1>{table}\g<2>", text)
     return text
 
 

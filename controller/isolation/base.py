@@ -138,6 +138,20 @@ class Cell(Protocol):
         ...
 
 
+class Notes:
+    """Why a backend was chosen and what it lacks, for the start-up log line."""
+
+    def __init__(self) -> None:
+        self._notes: list[str] = []
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(self._notes)
+
+    def note(self, text: str) -> None:
+        self._notes.append(text)
+
+
 class Backend(Protocol):
     @property
     def name(self) -> str:

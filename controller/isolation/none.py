@@ -12,6 +12,7 @@ from procpilot.controller.isolation.base import (
     Cell,
     LimitKind,
     Limits,
+    Notes,
     Usage,
     check_cell_name,
 )
@@ -21,20 +22,13 @@ _NO_USAGE = Usage(missing=dict.fromkeys(
     (f.name for f in dataclasses.fields(Usage) if f.name != "missing"), _WHY))
 
 
-class NoneBackend:
+class NoneBackend(Notes):
     name = "none"
     roots: tuple[str, ...] = ()
     supports: frozenset[LimitKind] = frozenset()
 
     def __init__(self) -> None:
-        self._notes: list[str] = []
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(self._notes)
-
-    def note(self, text: str) -> None:
-        self._notes.append(text)
+        super().__init__()
 
     def prepare(self) -> None:
         """Nothing to set up."""

@@ -21,6 +21,7 @@ from procpilot.controller.isolation.base import (
     IsolationError,
     LimitKind,
     Limits,
+    Notes,
     Reading,
     Usage,
     check_cell_name,
@@ -81,7 +82,7 @@ def _procs(directory: str) -> list[int]:
         return []
 
 
-class Cgroup1Backend:
+class Cgroup1Backend(Notes):
     """``roots`` maps each used controller to its cells' root directory (co-mounted
     controllers share one). ``create_roots``: make them; else they must exist."""
 
@@ -90,7 +91,7 @@ class Cgroup1Backend:
     def __init__(self, roots: Mapping[str, str], create_roots: bool = True) -> None:
         self.by_controller = dict(roots)
         self.create_roots = create_roots
-        self._notes: list[str] = []
+        super().__init__()
         self._created: set[str] = set()
 
     @property
@@ -110,13 +111,6 @@ class Cgroup1Backend:
         if "pids" in have:
             kinds.add("tasks")
         return frozenset(kinds)
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(self._notes)
-
-    def note(self, text: str) -> None:
-        self._notes.append(text)
 
     def prepare(self) -> None:
         """Make (or check) each root; drop hierarchies that fail; IsolationError if none work."""

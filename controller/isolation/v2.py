@@ -22,6 +22,7 @@ from procpilot.controller.isolation.base import (
     IsolationError,
     LimitKind,
     Limits,
+    Notes,
     Reading,
     Usage,
     check_cell_name,
@@ -119,7 +120,7 @@ def enable(directory: str, wanted: frozenset[str]) -> tuple[frozenset[str], str 
     return frozenset(enabled), reason
 
 
-class Cgroup2Backend:
+class Cgroup2Backend(Notes):
     """Cells are directories under root. ``own`` is given when root is made inside it."""
 
     name = "cgroup2"
@@ -128,7 +129,7 @@ class Cgroup2Backend:
         self.root = root
         self.own = own
         self.controllers: frozenset[str] = frozenset()
-        self._notes: list[str] = []
+        super().__init__()
         self._created: set[str] = set()
 
     @property
@@ -142,13 +143,6 @@ class Cgroup2Backend:
                 os.path.join(self.root, "memory.swap.max")):
             kinds.discard("swap")  # no swap accounting (swapaccount=0)
         return frozenset(kinds)
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(self._notes)
-
-    def note(self, text: str) -> None:
-        self._notes.append(text)
 
     def prepare(self) -> None:
         """Make the root and enable what controllers we can; IsolationError when no root."""

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,43 +12,14 @@ import pytest
 
 from tests.support.controller import Controller, running
 from tests.support.service import wait_for
+from tests.support.webhook import answering
 
 pytestmark = pytest.mark.timeout(120)
 FAST = {"interval": "1s", "scale_up": {"period": "1s"}, "scale_down": {"stabilization": "2s"}}
 
 
-class Backlog:
-    """A URL answering {"queue": {"depth": N}}, N settable by the test."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        backlog = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = json.dumps({"queue": {"depth": backlog.depth}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backlog"
-
-
-@contextmanager
-def backlog() -> Iterator[Backlog]:
-    b = Backlog()
-    thread = threading.Thread(target=b.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield b
-    finally:
-        b.server.shutdown()
-        b.server.server_close()
+def depth(n: int) -> bytes:
+    return json.dumps({"queue": {"depth": n}}).encode()
 
 
 def running_workers(c: Controller) -> int:
@@ -65,14 +32,15 @@ def pool(metric: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_an_http_backlog_scales_to_max_to_zero_and_back(tmp_path: Path) -> None:
-    with backlog() as b, running(tmp_path, pool({
-            "type": "http", "url": b.url, "field": "queue.depth", "target": 10})) as c:
-        b.depth = 25
+    with answering(depth(0)) as b, running(tmp_path, pool({
+            "type": "http", "url": f"http://{b.address}/backlog", "field": "queue.depth",
+            "target": 10})) as c:
+        b.body = depth(25)
         wait_for(lambda: running_workers(c) == 3, what="three workers for 25 queued")
         assert c.metric("procpilot_pool_metric_value", program="pool", metric="http") == 25
-        b.depth = 0
+        b.body = depth(0)
         wait_for(lambda: not c.status()["pool"]["instances"], what="an empty pool")
-        b.depth = 4
+        b.body = depth(4)
         wait_for(lambda: running_workers(c) == 1, what="one worker for 4 queued")
         explained = c.ok("explain", target="pool")
         assert any(d["reason"] == "activated" for d in explained)
