@@ -8,12 +8,15 @@ from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.collectors.shared import Shared
 from procpilot.exporter.config import ExporterConfig
 
 
 class Zombies:
-    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
+    def __init__(self, shared: Shared) -> None:
+        pass
+
+    def configure(self, config: ExporterConfig) -> None:
         pass
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:

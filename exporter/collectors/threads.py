@@ -1,0 +1,40 @@
+"""Threads on the host by state, as node_exporter's processes collector counts them.
+
+A single-threaded process's thread is the process itself, so only processes with more
+than one thread cost reads: one /proc/<pid>/task/<tid>/stat per thread. On a host of many
+thread-heavy programs this is the most expensive default view; --no-collector.threads
+turns it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import Metric
+
+from procpilot.core.procfs import Snapshot
+from procpilot.exporter import families
+from procpilot.exporter.collectors.shared import Shared
+from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.families import STATE_NAMES, STATES
+
+
+class Threads:
+    def __init__(self, shared: Shared) -> None:
+        pass
+
+    def configure(self, config: ExporterConfig) -> None:
+        pass
+
+    def collect(self, snap: Snapshot) -> Iterator[Metric]:
+        counts = dict.fromkeys(STATES, 0)
+        for p in snap:
+            if p.num_threads <= 1:
+                counts[STATE_NAMES.get(p.state, "other")] += 1
+            else:
+                for state in snap.thread_states(p):
+                    counts[STATE_NAMES.get(state, "other")] += 1
+        family = families.THREAD_STATES.new()
+        for state, n in counts.items():
+            family.add_metric([state], n)
+        yield family
