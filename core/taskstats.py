@@ -16,7 +16,7 @@ supported.
 
 from __future__ import annotations
 
-import errno
+import os
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -122,7 +122,7 @@ def messages(data: bytes) -> Iterator[tuple[int, int, int]]:
         if kind == NLMSG_ERROR:
             code = -struct.unpack_from("=i", data, at + _NLMSG.size)[0]
             if code:
-                raise OSError(code, errno.errorcode.get(code, "netlink error"))
+                raise OSError(code, os.strerror(code))
         else:
             yield kind, at + _NLMSG.size, end
         at += (size + 3) & ~3

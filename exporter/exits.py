@@ -136,6 +136,8 @@ class ExitListener:
             return None
         try:
             sock, family = _subscribe()
+        except PermissionError as e:
+            return f"needs CAP_NET_ADMIN (root): {e.strerror}"
         except (OSError, ValueError) as e:
             return str(e)
         self._sock = sock

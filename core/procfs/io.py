@@ -19,4 +19,9 @@ class IoBytes(NamedTuple):
 
 
 def parse_io(data: bytes) -> IoBytes:
+    """The file's words are ``label: value`` pairs in a fixed order; when read_bytes and
+    write_bytes are where they always are (5th and 6th), take them from there, else search."""
+    words = data.split()
+    if len(words) >= 12 and words[8] == b"read_bytes:" and words[10] == b"write_bytes:":
+        return IoBytes(int(words[9]), int(words[11]))
     return IoBytes(labeled_int(data, b"read_bytes:"), labeled_int(data, b"write_bytes:"))

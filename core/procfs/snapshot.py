@@ -102,7 +102,7 @@ class Snapshot:
         return self._read(proc, "smaps_rollup", parse_smaps_rollup)
 
     def open_fds(self, proc: Proc) -> int | None:
-        return counted(self.errors, lambda: count_fds(self.reader.fs, proc.pid))
+        return counted(self.errors, count_fds, self.reader.fs, proc.pid)
 
     def open_files_limit(self, proc: Proc, open_fds: int) -> int | None:
         return self.reader.open_files_limit(proc, open_fds, self.errors)
@@ -111,18 +111,26 @@ class Snapshot:
         """The state of each thread; a single-threaded process's is its own (no read)."""
         if proc.num_threads <= 1:
             return [proc.state]
-        return counted(self.errors, lambda: thread_states(self.reader.fs, proc.pid)) or []
+        return counted(self.errors, thread_states, self.reader.fs, proc.pid) or []
 
     def _read(self, proc: Proc, name: str, parse: Callable[[bytes], T],
               limit: int = SMALL_LIMIT) -> T | None:
-        path = self.reader.fs.path(proc.pid, name)
-        return counted(self.errors, lambda: parse(read_file(path, limit)))
+        path = f"{self.reader.fs.root}/{proc.pid}/{name}"
+        return counted(self.errors, _parsed, path, parse, limit)
 
 
-def counted(errors: ReadErrors, read: Callable[[], T]) -> T | None:
-    """read(), or None with the failure counted by reason."""
+def _parsed(path: str, parse: Callable[[bytes], T], limit: int) -> T:
+    return parse(read_file(path, limit))
+
+
+def _limit_in_tuple(data: bytes) -> tuple[int | None]:
+    return (parse_open_files_limit(data),)
+
+
+def counted(errors: ReadErrors, read: Callable[..., T], *args: object) -> T | None:
+    """read(*args), or None with the failure counted by reason."""
     try:
-        return read()
+        return read(*args)
     except (FileNotFoundError, ProcessLookupError):
         errors.vanished += 1
     except PermissionError:
@@ -238,7 +246,7 @@ class ProcReader:
         comm and so refreshes the cache)."""
         entry = self._entry(proc)
         if entry.owner is None:
-            cgroups = counted(errors, lambda: read_cgroups(self.fs, proc.pid))
+            cgroups = counted(errors, read_cgroups, self.fs, proc.pid)
             entry.owner = UNKNOWN_OWNER if cgroups is None else owner_of(cgroup_path(cgroups))
         return entry.owner
 
@@ -254,7 +262,7 @@ class ProcReader:
         if not entry.has_limit or (limit is not None and 2 * open_fds >= limit):
             path = self.fs.path(proc.pid, "limits")
             # wrapped in a tuple: None is an answer here (unlimited), not a failed read
-            read = counted(errors, lambda: (parse_open_files_limit(read_file(path)),))
+            read = counted(errors, _parsed, path, _limit_in_tuple, SMALL_LIMIT)
             if read is None:
                 return limit
             entry.open_files_limit, entry.has_limit = read[0], True

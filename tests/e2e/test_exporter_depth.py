@@ -247,3 +247,14 @@ def test_processes_that_live_between_two_scrapes_are_accounted(tmp_path: Path) -
         assert after - before <= 1.1 * used, (after - before, used)
     finally:
         assert service.stop() == 0
+
+
+def test_without_taskstats_the_exporter_says_so(tmp_path: Path) -> None:
+    config = "groups: [{name: any, comm: [pp-nothing]}]\n"
+    service = run_exporter(tmp_path, "--no-taskstats", config=config)
+    try:
+        got = service.scrape()
+    finally:
+        assert service.stop() == 0
+    assert value(got, "procpilot_exporter_taskstats_listening") == 0
+    assert value(got, "procpilot_exporter_taskstats_exits_total", result="grouped") == 0

@@ -106,7 +106,7 @@ Locked:                0 kB
 def test_status_swap_and_switches() -> None:
     assert parse_status(STATUS) == Status(132 * 1024, 1791, 27)
     assert parse_status(KTHREAD_STATUS) == Status(0, 5, 0)  # no address space: no VmSwap
-    with pytest.raises(ValueError, match="voluntary_ctxt_switches"):
+    with pytest.raises(ValueError, match="context switch"):
         parse_status(b"Name:\tx\nVmSwap:\t0 kB\n")
 
 
