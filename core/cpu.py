@@ -27,7 +27,7 @@ V = TypeVar("V")
 
 
 class Tracker(Generic[K, V]):
-    """The last value observed per key; call :meth:`observe` for each key seen, then
+    """The last value observed per key; call :meth:`update` for each key seen, then
     :meth:`sweep` to end the pass."""
 
     def __init__(self, grace: int = 2) -> None:
@@ -36,7 +36,7 @@ class Tracker(Generic[K, V]):
         self._seen: dict[K, V] = {}
         self._missed: dict[K, int] = {}  # keys kept although the last passes missed them
 
-    def observe(self, key: K, value: V) -> V | None:
+    def update(self, key: K, value: V) -> V | None:
         """Record key's value in this pass; return the previous pass's, None when new."""
         self._seen[key] = value
         return self._last.get(key)
@@ -86,22 +86,18 @@ class Used(NamedTuple):
 _new_used = tuple.__new__  # positional construction, skipping NamedTuple's Python-level __new__
 
 
-class CpuTracker(Generic[K]):
-    """Per-key CPU deltas; call :meth:`observe` for each key seen, then :meth:`sweep`.
+class CpuTracker(Tracker[K, tuple[float, float, float]]):
+    """Per-key CPU deltas (values: user, system, at); call :meth:`observe` for each key
+    seen, then :meth:`sweep`.
 
-    The exporter calls this for every process at every scrape, hence the plain style.
+    The exporter calls this for every process at every scrape, hence the plain style, which
+    reads the tracker's dicts itself rather than through :meth:`Tracker.update`.
     """
-
-    def __init__(self, grace: int = 2) -> None:
-        self._values: Tracker[K, tuple[float, float, float]] = Tracker(grace)  # user, system, at
-
-    @property
-    def grace(self) -> int:
-        return self._values.grace
 
     def observe(self, key: K, user: float, system: float, at: float = 0.0) -> Used:
         """Record key's cumulative CPU at time ``at`` and return what it used since last."""
-        last = self._values.observe(key, (user, system, at))
+        self._seen[key] = (user, system, at)
+        last = self._last.get(key)
         if last is None:
             return _new_used(Used, (user, system, None))
         du = user - last[0]
@@ -109,9 +105,3 @@ class CpuTracker(Generic[K]):
         return _new_used(
             Used, (du if du > 0 else 0.0, ds if ds > 0 else 0.0, at - last[2])
         )
-
-    def sweep(self) -> None:
-        self._values.sweep()
-
-    def __len__(self) -> int:
-        return len(self._values)

@@ -2,8 +2,9 @@
 
 For each ended process, by what the scrapes knew of it:
 
-- seen by one of the last two scrapes (same pid, start within a second): its group is the
-  one it had; it adds what it used after that scrape's observation. CPU comes from the
+- seen by a scrape (same pid, start within a second; memberships of processes that went
+  away are kept for a minute, and at least until the next scrape): its group is the one it
+  had; it adds what it used after the last observation. CPU comes from the
   scheduler's exact runtime when the kernel gives it (the clock /proc/<pid>/stat is scaled
   to, so a long life of tick sampling does not leak into the remainder), else from the
   tick-sampled times; the other counters from the record's totals;
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from prometheus_client.metrics_core import Metric
 
 from procpilot.core.cpu import grown
-from procpilot.core.procfs import Snapshot
+from procpilot.core.procfs import FS, Snapshot
 from procpilot.exporter import families
 from procpilot.exporter.collectors.matcher import Hit, Matcher
 from procpilot.exporter.exits import START_SLACK, Batch, ProcessExit
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from procpilot.exporter.collectors.groups import Seen
 
 MAX_DEPTH = 64  # ended parents followed to find a group
+RETENTION = 60.0  # seconds the membership of a process that went away is kept
 
 
 class Members(Protocol):
@@ -45,6 +47,14 @@ class Members(Protocol):
     def known(self, hit: Hit) -> bool: ...
 
     def last_values(self, key: tuple[int, int]) -> tuple[float, ...] | None: ...
+
+
+class _Gone(NamedTuple):
+    """A process a scrape saw that has gone away."""
+
+    seen: Seen
+    at: float  # the snapshot that saw it last
+    values: tuple[float, ...] | None  # its counters then
 
 
 class _Batch(NamedTuple):
@@ -77,24 +87,52 @@ def remainder(e: ProcessExit, last: tuple[float, ...] | None) -> list[float]:
 
 
 class Credit:
-    """Memberships of the previous scrape and the exit counters; one per groups collector."""
+    """Memberships of processes that went away, and the exit counters; one per groups
+    collector."""
 
     def __init__(self) -> None:
         self.results = dict.fromkeys(families.EXIT_RESULTS, 0)
         self.lost = dict.fromkeys(families.EXIT_LOSSES, 0)
-        self._before: dict[int, Seen] = {}
-        self._seen_at = self._before_at = self._forgotten_at = float("-inf")
+        self._gone: dict[int, _Gone] = {}  # by pid
+        self._last_at = float("-inf")  # the previous scrape's snapshot
+        self._forgotten_at = float("-inf")  # newest sighting no longer remembered
 
-    def memberships_moved(self, current: dict[int, Seen], taken_at: float) -> None:
-        """A scrape replaces ``current``: keep it as the previous one."""
-        self._before = current
-        self._forgotten_at, self._before_at, self._seen_at = (
-            self._before_at, self._seen_at, taken_at)
+    def memberships_moved(self, old: dict[int, Seen], new: dict[int, Seen], taken_at: float,
+                          members: Members) -> None:
+        """A scrape's memberships ``new`` replace ``old``: remember the processes of old that
+        are gone (or whose pid another process took) as last seen at the previous scrape,
+        with their counters, and forget what was last seen before both the retention time
+        and that scrape."""
+        for pid, entry in old.items():
+            now = new.get(pid)
+            if now is None or now.start != entry.start:
+                values = members.last_values((pid, entry.start))
+                self._gone[pid] = _Gone(entry, self._last_at, values)
+        keep_after = min(taken_at - RETENTION, self._last_at)
+        stale = [pid for pid, gone in self._gone.items() if gone.at < keep_after]
+        for pid in stale:
+            self._forgotten_at = max(self._forgotten_at, self._gone.pop(pid).at)
+        self._last_at = taken_at
 
     def forget_memberships(self) -> None:
-        """A reload rematches everything: no earlier scrape's memberships are known."""
-        self._before = {}
-        self._forgotten_at = self._before_at = self._seen_at
+        """A reload matches everything again: no earlier membership is known."""
+        self._gone = {}
+        self._forgotten_at = self._last_at
+
+    def _seen_before(self, e: ProcessExit, seen: dict[int, Seen], members: Members,
+                     fs: FS) -> tuple[Seen, tuple[float, ...] | None] | None:
+        """The membership a scrape saw the ended process with, and its counters then."""
+
+        def same(entry: Seen) -> bool:
+            return abs(fs.boot_time + entry.start / fs.ticks - e.start) <= START_SLACK
+
+        entry = seen.get(e.tgid)
+        if entry is not None and same(entry):
+            return entry, members.last_values((e.tgid, entry.start))
+        gone = self._gone.get(e.tgid)
+        if gone is not None and same(gone.seen):
+            return gone.seen, gone.values
+        return None
 
     def exits(self, batch: Batch, snap: Snapshot, seen: dict[int, Seen],
               members: Members) -> Iterator[tuple[Hit, list[float]]]:
@@ -102,13 +140,11 @@ class Credit:
         self.lost["socket"] += batch.lost_socket
         self.lost["capacity"] += batch.lost_capacity
         lookup = _Batch({e.tgid: e for e in batch.exits}, {}, seen, members, snap)
-        fs = snap.reader.fs
         for e in batch.exits:
-            entry = seen.get(e.tgid) or self._before.get(e.tgid)
-            if entry is not None and abs(fs.boot_time + entry.start / fs.ticks
-                                         - e.start) <= START_SLACK:
-                hit = entry.hit
-                values = remainder(e, members.last_values((e.tgid, entry.start)))
+            known = self._seen_before(e, seen, members, snap.reader.fs)
+            if known is not None:
+                hit = known[0].hit
+                values = remainder(e, known[1])
             elif e.start > self._forgotten_at + START_SLACK:
                 hit = self._match(e, lookup)
                 values = whole(e)
@@ -141,7 +177,8 @@ class Credit:
             chain.append(node)
             if not batch.members.inherit:
                 break
-            parent = batch.seen.get(node.ppid) or self._before.get(node.ppid)
+            gone = self._gone.get(node.ppid)
+            parent = batch.seen.get(node.ppid) or (gone and gone.seen)
             if parent is not None:
                 above = parent.hit
                 break

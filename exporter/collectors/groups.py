@@ -102,7 +102,7 @@ class Groups:
         if not self.matcher.groups:
             return
         exits = self.exits if self.exits is not None and self.exits.listening else None
-        totals = self._assign(snap, count_zombies=exits is None)
+        totals = self._assign(snap, exits is not None)
         if exits is not None:
             batch = exits.take(snap.procs)
             for hit, values in self._credit.exits(batch, snap, self._seen, self):
@@ -115,16 +115,17 @@ class Groups:
 
     # --- who is in which group ------------------------------------------------------------
 
-    def _assign(self, snap: Snapshot, count_zombies: bool) -> dict[str, _Totals]:
+    def _assign(self, snap: Snapshot, exits: bool) -> dict[str, _Totals]:
         """Totals per group, adding each member's counters since the last scrape.
 
         Every process's CPU and faults are tracked, grouped or not, so one that execs into
-        a group adds only what it used since the last scrape, not its whole life.
+        a group adds only what it used since the last scrape, not its whole life. With
+        exits reported, zombies are left to their exit records.
         """
         totals = {name: _Totals() for name in self._names}
         cached = self._seen
         seen: dict[int, Seen] = {}
-        observe = self._values.observe
+        update = self._values.update
         for p in snap:
             if p.is_kernel_thread:
                 continue
@@ -132,17 +133,18 @@ class Groups:
             if entry is None or entry.start != p.start_ticks or entry.comm != p.comm:
                 entry = seen.get(p.pid) or self._resolve(p, snap, seen)
             seen[p.pid] = entry
-            counted = count_zombies or p.state != "Z"
+            counted = not exits or p.state != "Z"
             hit = entry.hit
             t = None if hit is None else self._totals(hit, totals)
             if t is None or hit is None:
                 if counted:
-                    observe(p.key, (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN))
+                    update(p.key, (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN))
                 continue
             values = self._read(p, hit.group, t, snap)
             if counted:
-                self._add(hit, grown(values, observe(p.key, values)))
-        self._credit.memberships_moved(self._seen, snap.taken_at)
+                self._add(hit, grown(values, update(p.key, values)))
+        if exits:
+            self._credit.memberships_moved(self._seen, seen, snap.taken_at, self)
         self._seen = seen
         return totals
 

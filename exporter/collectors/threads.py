@@ -8,6 +8,7 @@ turns it off.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.metrics_core import Metric
@@ -27,13 +28,13 @@ class Threads:
         pass
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
-        counts = dict.fromkeys(STATES, 0)
+        letters = Counter([p.state for p in snap if p.num_threads <= 1])
         for p in snap:
-            if p.num_threads <= 1:
-                counts[STATE_NAMES.get(p.state, "other")] += 1
-            else:
-                for state in snap.thread_states(p):
-                    counts[STATE_NAMES.get(state, "other")] += 1
+            if p.num_threads > 1:
+                letters.update(snap.thread_states(p))
+        counts = dict.fromkeys(STATES, 0)
+        for letter, n in letters.items():
+            counts[STATE_NAMES.get(letter, "other")] += n
         family = families.THREAD_STATES.new()
         for state, n in counts.items():
             family.add_metric([state], n)

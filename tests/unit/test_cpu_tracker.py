@@ -59,9 +59,9 @@ def test_deltas_of_growing_counters_add_up_to_the_last_value(
 
 def test_tracker_returns_the_previous_value_and_keeps_missed_keys() -> None:
     t: Tracker[str, tuple[float, ...]] = Tracker(grace=1)
-    assert t.observe("a", (1.0, 2.0)) is None
+    assert t.update("a", (1.0, 2.0)) is None
     t.sweep()
-    assert t.observe("a", (3.0, 2.0)) == (1.0, 2.0)
+    assert t.update("a", (3.0, 2.0)) == (1.0, 2.0)
     assert t.last("a") == (3.0, 2.0)
     t.sweep()
     t.sweep()  # missed once: kept

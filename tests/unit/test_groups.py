@@ -256,13 +256,30 @@ def test_a_seen_member_adds_only_what_it_used_after_its_last_scrape(tree: FakePr
     assert of(got, cpu, group="build", mode="system") == 0.25
 
 
-def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(tree: FakeProcfs) -> None:
+def test_exits_reported_late_still_find_what_scrapes_saw(tree: FakeProcfs) -> None:
+    """Scrapes in quick succession (two Prometheus servers, say) do not make the exporter
+    forget a process it saw: an exit reported three scrapes later adds only the rest."""
     exits = FakeExits()
-    groups = make("groups", group_cfg({"name": "ls", "comm": ["ls"]}), Shared(exits=exits))
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
     reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen with 1 s of user CPU
+    tree.remove(10)
     for _ in range(3):
         list(groups.collect(reader.snapshot()))
-    exits.pending = [ended(13, "ls", 5, user=7.0)]  # started long before: maybe seen, forgotten
+    exits.pending = [ended(10, "make", 1000, user=1.25)]
     got = samples(list(groups.collect(reader.snapshot())))
-    assert of(got, "procpilot_group_cpu_seconds_total", group="ls", mode="user") == 0
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
+
+
+def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(tree: FakeProcfs) -> None:
+    exits = FakeExits()
+    cfg = group_cfg({"name": "build", "comm": ["make"]})
+    groups = make("groups", cfg, Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen: 1 s counted
+    groups.configure(cfg)  # a reload: memberships are matched again, the old ones forgotten
+    tree.remove(10)
+    exits.pending = [ended(10, "make", 1000, user=1.25)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.0
     assert of(got, "procpilot_exporter_taskstats_exits_total", result="unattributed") == 1
