@@ -141,6 +141,7 @@ class ExitListener:
         except (OSError, ValueError) as e:
             return str(e)
         self._sock = sock
+        self._socket_drops = 0  # a new socket counts from zero
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, args=(sock, family),
                                         name="taskstats", daemon=True)

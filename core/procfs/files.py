@@ -16,6 +16,13 @@ def read_file(path: str, limit: int = READ_LIMIT) -> bytes:
         os.close(fd)
 
 
+def read_growing(path: str, first: int, limit: int = READ_LIMIT) -> bytes:
+    """read_file with a small buffer first and, only when the file filled it, once more
+    whole: the kernel's cost of a /proc read grows with the buffer asked for."""
+    data = read_file(path, first)
+    return data if len(data) < first else read_file(path, limit)
+
+
 def try_read(path: str, limit: int = READ_LIMIT) -> bytes | None:
     """read_file, or None when the file cannot be read (the process is gone, say)."""
     try:

@@ -26,7 +26,7 @@ from typing import TypeVar
 from procpilot.core.owner import Owner, cgroup_path, owner_of
 from procpilot.core.procfs.cgroups import read_cgroups
 from procpilot.core.procfs.details import read_cmdline, read_exe, read_uid
-from procpilot.core.procfs.files import read_file
+from procpilot.core.procfs.files import read_file, read_growing
 from procpilot.core.procfs.fs import FS
 from procpilot.core.procfs.io import IoBytes, parse_io
 from procpilot.core.procfs.limits import parse_open_files_limit
@@ -37,8 +37,7 @@ from procpilot.core.procfs.tasks import count_fds, thread_states
 
 T = TypeVar("T")
 READ_ERROR_REASONS = ("vanished", "permission", "parse")
-STATUS_LIMIT = 16 * 1024  # about 1.5 KiB, more with a long supplementary "Groups:" line
-SMALL_LIMIT = 4096  # io and smaps_rollup: well under 1 KiB
+SMALL_LIMIT = 4096  # io, smaps_rollup and most status files (a long "Groups:" line aside)
 UNKNOWN_OWNER = Owner("")
 
 
@@ -102,7 +101,7 @@ class Snapshot:
         return self.reader.owner(proc, self.errors)
 
     def status(self, proc: Proc) -> Status | None:
-        return self._read(proc, "status", parse_status, STATUS_LIMIT)
+        return self._read(proc, "status", parse_status)
 
     def io(self, proc: Proc) -> IoBytes | None:
         return self._read(proc, "io", parse_io)
@@ -127,7 +126,7 @@ class Snapshot:
         """One /proc/<pid>/<name> parsed, or None counted (without counted()'s extra calls:
         this runs for every grouped process at every scrape, up to three times)."""
         try:
-            return parse(read_file(f"{self.reader.fs.root}/{proc.pid}/{name}", limit))
+            return parse(read_growing(f"{self.reader.fs.root}/{proc.pid}/{name}", limit))
         except (OSError, ValueError) as e:
             self.errors.count(e)
             return None

@@ -37,7 +37,7 @@ def count_fds(fs: FS, pid: int) -> int:
     Since Linux 6.2 the size of /proc/<pid>/fd is the number of open descriptors, one
     stat(2) instead of reading the directory (``fs.fd_count_in_size``, probed once).
     """
-    path = fs.path(pid, "fd")
+    path = f"{fs.root}/{pid}/fd"  # not fs.path(): this runs for every grouped process
     if fs.fd_count_in_size:
         return os.stat(path).st_size
     return len(os.listdir(path))

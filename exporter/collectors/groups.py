@@ -208,7 +208,8 @@ class Groups:
         t.rss += p.rss_bytes
         t.vsize += p.vsize_bytes
         t.threads += p.num_threads
-        t.oldest = p.start_time if not t.oldest else min(t.oldest, p.start_time)
+        if not t.oldest or p.start_time < t.oldest:
+            t.oldest = p.start_time
         t.states[STATE_INDEX.get(p.state, OTHER_STATE)] += 1
         if group.per_process:
             t.members.append(p)
