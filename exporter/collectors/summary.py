@@ -10,18 +10,11 @@ from prometheus_client.metrics_core import Metric
 from procpilot.core.procfs import Snapshot
 from procpilot.core.procfs.kernel import read_kernel_limits
 from procpilot.exporter import families
-from procpilot.exporter.collectors.shared import Shared
-from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.collectors.shared import Stateless
 from procpilot.exporter.families import STATE_NAMES, STATES
 
 
-class Summary:
-    def __init__(self, shared: Shared) -> None:
-        pass
-
-    def configure(self, config: ExporterConfig) -> None:
-        pass
-
+class Summary(Stateless):
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         counts = dict.fromkeys(STATES, 0)
         threads = rss = 0

@@ -15,18 +15,11 @@ from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.shared import Shared
-from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.collectors.shared import Stateless
 from procpilot.exporter.families import STATE_NAMES, STATES
 
 
-class Threads:
-    def __init__(self, shared: Shared) -> None:
-        pass
-
-    def configure(self, config: ExporterConfig) -> None:
-        pass
-
+class Threads(Stateless):
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         letters = Counter([p.state for p in snap if p.num_threads <= 1])
         for p in snap:
