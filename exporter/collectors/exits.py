@@ -3,8 +3,9 @@
 For each ended process, by what the scrapes knew of it:
 
 - seen by a scrape (same pid, start within a second; memberships of processes that went
-  away are kept for a minute, and at least until the next scrape): its group is the one it
-  had; it adds what it used after the last observation. CPU comes from the
+  away are kept for a minute, and at least until the next scrape, across reloads too): its
+  group is the one it had, if the config still has that name; it adds what it used after
+  the last observation. CPU comes from the
   scheduler's exact runtime when the kernel gives it (the clock /proc/<pid>/stat is scaled
   to, so a long life of tick sampling does not leak into the remainder), else from the
   tick-sampled times; the other counters from the record's totals;
@@ -44,7 +45,7 @@ class Members(Protocol):
     matcher: Matcher
     inherit: bool
 
-    def known(self, hit: Hit) -> bool: ...
+    def known(self, hit: Hit, make: bool = True) -> bool: ...
 
     def last_values(self, key: tuple[int, int]) -> tuple[float, ...] | None: ...
 
@@ -114,11 +115,6 @@ class Credit:
             self._forgotten_at = max(self._forgotten_at, self._gone.pop(pid).at)
         self._last_at = taken_at
 
-    def forget_memberships(self) -> None:
-        """A reload matches everything again: no earlier membership is known."""
-        self._gone = {}
-        self._forgotten_at = self._last_at
-
     def _seen_before(self, e: ProcessExit, seen: dict[int, Seen], members: Members,
                      fs: FS) -> tuple[Seen, tuple[float, ...] | None] | None:
         """The membership a scrape saw the ended process with, and its counters then."""
@@ -142,6 +138,7 @@ class Credit:
         lookup = _Batch({e.tgid: e for e in batch.exits}, {}, seen, members, snap)
         for e in batch.exits:
             known = self._seen_before(e, seen, members, snap.reader.fs)
+            make = known is None  # a name a scrape made is kept only while the config has it
             if known is not None:
                 hit = known[0].hit
                 values = remainder(e, known[1])
@@ -151,11 +148,12 @@ class Credit:
             else:
                 self.results["unattributed"] += 1
                 continue
-            if hit is None:
-                self.results["ungrouped"] += 1
-            elif members.known(hit):  # else dropped by max_groups, and counted there
+            # A group the config no longer has, or one over max_groups, takes nothing.
+            if hit is not None and members.known(hit, make):
                 self.results["grouped"] += 1
                 yield hit, values
+            else:
+                self.results["ungrouped"] += 1
 
     def _match(self, e: ProcessExit, batch: _Batch) -> Hit | None:
         """The group of an ended process no scrape saw: its own by comm and user, else

@@ -76,6 +76,7 @@ class Groups:
         self._counters: dict[str, list[float]] = {}
         self._values: Tracker[tuple[int, int], tuple[float, ...]] = Tracker()
         self._seen: dict[int, Seen] = {}  # by pid, this scrape's
+        self._rematch = False  # the config changed: match every process again
         self._credit = Credit()
         self._dropped: set[str] = set()  # names over max_groups in this scrape
 
@@ -95,8 +96,7 @@ class Groups:
                 names.setdefault(name, by_template[old.name])
         self._names = names
         self._counters = {name: self._counters.get(name) or [0.0] * 8 for name in names}
-        self._seen = {}
-        self._credit.forget_memberships()
+        self._rematch = True
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         if not self.matcher.groups:
@@ -123,7 +123,8 @@ class Groups:
         exits reported, zombies are left to their exit records.
         """
         totals = {name: _Totals() for name in self._names}
-        cached = self._seen
+        cached = {} if self._rematch else self._seen
+        self._rematch = False
         seen: dict[int, Seen] = {}
         update = self._values.update
         for p in snap:
@@ -185,10 +186,12 @@ class Groups:
             t = totals[hit.name] = _Totals()
         return t
 
-    def known(self, hit: Hit) -> bool:
-        """Whether hit's name is exported, making it so when max_groups allows."""
+    def known(self, hit: Hit, make: bool = True) -> bool:
+        """Whether hit's name is exported, making it so (with make) when max_groups allows."""
         if hit.name in self._names:
             return True
+        if not make:
+            return False
         if len(self._names) >= self.max_groups:
             self._dropped.add(hit.name)
             return False

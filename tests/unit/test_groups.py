@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from procpilot.core.procfs import FS, ProcReader
 from procpilot.exporter import config
 from procpilot.exporter.collectors import Caps, Shared
+from procpilot.exporter.collectors import exits as exits_module
 from procpilot.exporter.exits import Batch, ProcessExit
 from procpilot.exporter.scrape import ScrapeCollector
 from tests.support.fakeproc import BTIME, Extra, FakeProcfs
@@ -271,15 +272,32 @@ def test_exits_reported_late_still_find_what_scrapes_saw(tree: FakeProcfs) -> No
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
 
 
-def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(tree: FakeProcfs) -> None:
+def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(
+        tree: FakeProcfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exits_module, "RETENTION", 0.0)  # forget at the second scrape
     exits = FakeExits()
-    cfg = group_cfg({"name": "build", "comm": ["make"]})
-    groups = make("groups", cfg, Shared(exits=exits))
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
     reader = ProcReader(FS.at(str(tree.root)))
     list(groups.collect(reader.snapshot()))  # make seen: 1 s counted
-    groups.configure(cfg)  # a reload: memberships are matched again, the old ones forgotten
     tree.remove(10)
+    for _ in range(2):
+        list(groups.collect(reader.snapshot()))
     exits.pending = [ended(10, "make", 1000, user=1.25)]
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.0
     assert of(got, "procpilot_exporter_taskstats_exits_total", result="unattributed") == 1
+
+
+def test_an_exit_after_a_reload_is_matched_with_what_scrapes_saw(tree: FakeProcfs) -> None:
+    exits = FakeExits()
+    cfg = group_cfg({"name": "build", "comm": ["make"]}, {"name": "old", "comm": ["init"]})
+    groups = make("groups", cfg, Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))
+    groups.configure(group_cfg({"name": "build", "comm": ["make"]}))  # "old" is gone
+    tree.remove(10)
+    tree.remove(1)
+    exits.pending = [ended(10, "make", 1000, user=1.25), ended(1, "init", 100, user=9.0)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
+    assert of(got, "procpilot_group_cpu_seconds_total", group="old", mode="user") is None
