@@ -263,7 +263,13 @@ def _subscribe() -> tuple[socket.socket, int]:
         sock.send(taskstats.register_request(family, possible_cpus(), 3))
         # The acknowledgement, or the OSError it carries. An exit may come first once
         # registered; then registering worked, and that one record is not counted.
-        list(taskstats.parse_exits(sock.recv(65536), family))
+        try:
+            list(taskstats.parse_exits(sock.recv(65536), family))
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise OSError(e.errno, "listeners must run in the host's pid and user namespaces "
+                          "(a container needs hostPID)") from None
         sock.settimeout(1.0)  # how often the thread checks whether to stop
     except BaseException:
         sock.close()

@@ -5,7 +5,9 @@ processes that live between two scrapes accounted through taskstats."""
 from __future__ import annotations
 
 import os
+import pwd
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from procpilot.exporter.exits import ExitListener
 from tests.e2e.test_exporter import run_exporter
 from tests.support.realprocs import sleepers
 from tests.support.service import (
@@ -258,3 +261,30 @@ def test_without_taskstats_the_exporter_says_so(tmp_path: Path) -> None:
         assert service.stop() == 0
     assert value(got, "procpilot_exporter_taskstats_listening") == 0
     assert value(got, "procpilot_exporter_taskstats_exits_total", result="grouped") == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_taskstats_without_cap_net_admin_says_why() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(pwd.getpwnam("nobody").pw_uid)
+            reason = ExitListener().start() or ""
+            os.write(write_end, reason.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        reason = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert reason == "needs CAP_NET_ADMIN (root): Operation not permitted"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and util-linux unshare")
+def test_taskstats_in_a_pid_namespace_says_why() -> None:
+    code = "from procpilot.exporter.exits import ExitListener; print(ExitListener().start())"
+    out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                          code], capture_output=True, text=True, check=True, timeout=60)
+    assert "hostPID" in out.stdout
