@@ -5,10 +5,10 @@ For each ended process, by what the scrapes knew of it:
 - seen by a scrape (same pid, start within a second; memberships of processes that went
   away are kept for a minute, and at least until the next scrape, across reloads too): its
   group is the one it had, if the config still has that name; it adds what it used after
-  the last observation. CPU comes from the
-  scheduler's exact runtime when the kernel gives it (the clock /proc/<pid>/stat is scaled
-  to, so a long life of tick sampling does not leak into the remainder), else from the
-  tick-sampled times; the other counters from the record's totals;
+  the last observation. CPU comes from the scheduler's exact runtime when the kernel gives
+  it (the clock /proc/<pid>/stat is scaled to, so a long life of tick sampling does not
+  leak into the remainder), else from the tick-sampled times; the other counters from the
+  record's totals;
 - started after the newest scrape whose memberships are forgotten, and not seen: no scrape
   counted any of it, so it adds all of it, tick-sampled (the exact runtime misses the last
   time slice, most of a short process's life). Its group is matched by comm and user (exe
