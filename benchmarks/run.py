@@ -18,7 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
-    "exporter": ["exporter_scrape.py", "--sizes", "2000,10000", "--rounds", "15"],
+    "exporter": ["exporter_scrape.py", "--sizes", "2000,10000", "--rounds", "15",
+                 "--exits-per-second", "1000"],
     "restart": ["controller_restart.py"],
     "idle-cpu": ["controller_idle_cpu.py", "--seconds", "60"],
     "autoscale": ["autoscale_sim.py"],

@@ -8,7 +8,7 @@ spells a metric name, a help text or a label list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,13 +32,15 @@ class Family:
         if not set(self.values) <= set(self.labels):
             raise ValueError(f"{self.name}: values given for labels it does not have")
 
-    def new(self) -> MetricFamily:
-        """An empty family to add samples to, in the label order declared."""
+    def new(self, omit: Collection[str] = ()) -> MetricFamily:
+        """An empty family to add samples to, in the label order declared, without the
+        labels in ``omit`` (an opt-in label that is switched off)."""
+        labels = [label for label in self.labels if label not in omit]
         if self.kind == "counter":
             # prometheus_client adds _total itself.
             return CounterMetricFamily(self.name.removesuffix("_total"), self.help,
-                                       labels=list(self.labels))
-        return GaugeMetricFamily(self.name, self.help, labels=list(self.labels))
+                                       labels=labels)
+        return GaugeMetricFamily(self.name, self.help, labels=labels)
 
     def of(self, value: float) -> MetricFamily:
         """The family with its one unlabelled sample."""

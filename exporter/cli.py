@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from procpilot.core.configfile import ConfigError
@@ -14,6 +15,7 @@ from procpilot.core.procfs import FS, ProcReader
 from procpilot.core.service import Service, StartError, exit_quietly_on_stop_signals
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
+from procpilot.exporter.exits import ExitListener
 from procpilot.exporter.scrape import ScrapeCollector
 
 SERVICE = Service(
@@ -36,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=True,
                             action=argparse.BooleanOptionalAction,
                             help=f"enable the {name} collector")
+    parser.add_argument("--taskstats", default=True, action=argparse.BooleanOptionalAction,
+                        help="account processes that end between scrapes from the kernel's "
+                        "taskstats (needs CAP_NET_ADMIN; used while some group is configured)")
     return parser.parse_args(argv)
 
 
@@ -49,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as e:
         return SERVICE.fail(e)
     enabled = [name for name in COLLECTORS if getattr(args, f"collector_{name}")]
-    collector = ScrapeCollector(reader, cfg, enabled)
+    collector = ScrapeCollector(reader, cfg, enabled, ExitListener() if args.taskstats else None)
     registry = CollectorRegistry()
     registry.register(collector)
+    ProcessCollector(registry=registry)  # process_*: the exporter's own CPU, memory, fds
     # Block these before the server thread starts, so only sigwait() below receives them.
     signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     while signal.sigwait(signals) == signal.SIGHUP:
         _reload(collector, args.config_file)
     server.shutdown()
+    collector.close()
     log.info("stopped")
     return 0
 
@@ -71,9 +78,11 @@ def _reload(collector: ScrapeCollector, path: str | None) -> None:
     try:
         cfg = config.load(path)
     except ConfigError as e:
+        collector.reloaded(ok=False)
         log.error("reload failed, keeping the running config", extra={"fields": {"err": str(e)}})
         return
     collector.configure(cfg)
+    collector.reloaded(ok=True)
     log.info("config reloaded", extra={"fields": {"file": path}})
 
 

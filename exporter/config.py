@@ -16,7 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
-BUILTIN_FIELDS = ("comm", "exe_basename", "user")
+OWNER_FIELDS = ("cgroup", "unit", "container", "program")
+BUILTIN_FIELDS = ("comm", "exe_basename", "exe_path", "user", *OWNER_FIELDS)
 
 
 class Group(Strict):
@@ -26,8 +27,10 @@ class Group(Strict):
         str,
         Field(
             min_length=1,
-            description="Group name, or a template: {comm}, {exe_basename}, {user} or a named "
-            "capture of the cmdline regex, e.g. '{comm}' or 'java-{app}'.",
+            description="Group name, or a template: {comm}, {exe_basename}, {exe_path}, "
+            "{user}, the owner fields {cgroup}, {unit}, {container}, {program}, or a named "
+            "capture of the cmdline regex, e.g. '{comm}', '{unit}' or 'java-{app}'. A "
+            "process for which one of the fields has no value does not match the group.",
         ),
     ]
     comm: list[str] = Field(default=[], description="Any of these comm values (exact).")
@@ -45,6 +48,24 @@ class Group(Strict):
     max_series: Annotated[int, Field(ge=0)] = Field(
         default=100,
         description="Cap on per-process series of this group; the rest are counted as dropped.",
+    )
+    children: bool = Field(
+        default=False,
+        description="Descendants of a member that match no group themselves are members too.",
+    )
+    swap: bool = Field(default=True, description="Export swapped-out memory (reads status).")
+    context_switches: bool = Field(
+        default=True, description="Export context switches (reads status)."
+    )
+    io: bool = Field(default=True, description="Export storage read/write bytes (reads io).")
+    fds: bool = Field(
+        default=True,
+        description="Export open fds and the worst ratio to the open files limit (stats the "
+        "fd directory; limits cached per process).",
+    )
+    pss: bool = Field(
+        default=False,
+        description="Export proportional memory, PSS and SwapPss (reads smaps_rollup: costly).",
     )
 
     @field_validator("cmdline")
@@ -91,6 +112,21 @@ class ExporterConfig(Strict):
     )
     max_groups: Annotated[int, Field(ge=1)] = Field(
         default=1000, description="Cap on distinct group names created by templates."
+    )
+    max_label_length: Annotated[int, Field(ge=32)] = Field(
+        default=256,
+        description="Longest label value (characters) made from process data (group names "
+        "by template, owners); longer ones are cut and end in '~' and a hash of the whole.",
+    )
+    max_scrape_series: Annotated[int, Field(ge=1)] = Field(
+        default=50_000,
+        description="Cap on the series the collectors produce per scrape; the rest are "
+        "dropped and counted (the exporter's own metrics are always exported).",
+    )
+    top_owner: bool = Field(
+        default=False,
+        description="Add an owner label (program:, container:, pod: or unit: and its name, "
+        "from the cgroup) to the top-N views.",
     )
     orphans: Orphans = Orphans()
     groups: list[Group] = Field(default=[])

@@ -3,6 +3,12 @@
 Concurrent scrapes do not each walk /proc: they queue on one lock, and a scrape that was
 waiting while another finished reuses that fresh result. ``describe()`` returns nothing so
 that registering the collector does not trigger a scan at start-up.
+
+The collectors' output is capped at ``max_scrape_series`` samples per scrape (the rest is
+dropped and counted), so a config that makes too many series cannot make a scrape unbounded;
+the exporter's own metrics below the collectors' are always exported. The collectors, and
+the taskstats listener they read exits from, live as long as the exporter: a reload only
+reconfigures them.
 """
 
 from __future__ import annotations
@@ -15,32 +21,69 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as RegistryCollector
 
-from procpilot.core.procfs import ProcReader, ReadErrors
+from procpilot.core.procfs import READ_ERROR_REASONS, ProcReader
 from procpilot.core.version import build_info
 from procpilot.exporter import families
-from procpilot.exporter.collectors import COLLECTORS, Collector, Drops
+from procpilot.exporter.collectors import COLLECTORS, Caps, Shared
 from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.exits import ExitListener
 
 log = logging.getLogger("procpilot.exporter")
 
 
 class ScrapeCollector(RegistryCollector):
-    def __init__(self, reader: ProcReader, config: ExporterConfig, enabled: list[str]) -> None:
+    def __init__(self, reader: ProcReader, config: ExporterConfig, enabled: list[str],
+                 exits: ExitListener | None = None) -> None:
         self.reader = reader
         self.enabled = enabled
-        self.drops = Drops()
+        self.exits = exits
+        self.shared = Shared(Caps(), exits)
+        self.collectors = {name: COLLECTORS[name](self.shared) for name in enabled}
+        self.max_scrape_series = config.max_scrape_series
         self._lock = threading.Lock()
         self._result: list[Metric] = []
         self._done_at = float("-inf")
-        self._read_errors = dict.fromkeys(ReadErrors._fields, 0)
+        self._read_errors = dict.fromkeys(READ_ERROR_REASONS, 0)
+        self.reloads = dict.fromkeys(families.RELOAD_RESULTS, 0)
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()  # the start-up load counts
         self.configure(config)
 
     def configure(self, config: ExporterConfig) -> None:
-        """(Re)build the collectors for a new config; state kept between scrapes restarts."""
-        collectors = {name: COLLECTORS[name](config, self.drops) for name in self.enabled}
+        """Hand a new config to every collector; what they accumulated stays."""
         with self._lock:
-            self.collectors: dict[str, Collector] = collectors
+            for collector in self.collectors.values():
+                collector.configure(config)
+            self.shared.caps.label_limit = config.max_label_length
+            self.max_scrape_series = config.max_scrape_series
             self._done_at = float("-inf")
+            self._listen("groups" in self.collectors and bool(config.groups))
+
+    def reloaded(self, ok: bool) -> None:
+        """Record a reload attempt: a failed one leaves the running config in place."""
+        self.reloads["success" if ok else "failure"] += 1
+        self.last_reload_ok = ok
+        if ok:
+            self.last_reload_success = time.time()
+
+    def close(self) -> None:
+        if self.exits is not None:
+            self.exits.stop()
+
+    def _listen(self, wanted: bool) -> None:
+        """Run the taskstats listener while some group can use it."""
+        if self.exits is None:
+            return
+        if not wanted:
+            self.exits.stop()
+        elif not self.exits.listening:
+            reason = self.exits.start()
+            if reason is None:
+                log.info("taskstats: accounting processes that end between scrapes")
+            else:
+                log.warning("taskstats unavailable: processes that end between scrapes are "
+                            "counted up to their last scrape only",
+                            extra={"fields": {"err": reason}})
 
     def describe(self) -> list[Metric]:
         return []
@@ -64,25 +107,49 @@ class ScrapeCollector(RegistryCollector):
             log.error("cannot read procfs", extra={"fields": fields})
             snap = None
         yield families.SNAPSHOT_DURATION.of(time.perf_counter() - started)
-        if snap is not None:
-            for reason, n in snap.errors._asdict().items():
-                self._read_errors[reason] += n
+        budget = self.max_scrape_series
         for name, collector in self.collectors.items():
             started = time.perf_counter()
             ok = snap is not None
             if snap is not None:
                 try:
-                    yield from list(collector.collect(snap))
+                    metrics = list(collector.collect(snap))
                 except Exception:
                     log.exception("collector failed", extra={"fields": {"collector": name}})
                     ok = False
+                else:
+                    budget = self._within(metrics, budget)
+                    yield from metrics
             duration.add_metric([name], time.perf_counter() - started)
             success.add_metric([name], 1 if ok else 0)
         yield duration
         yield success
+        if snap is not None:  # after the collectors: their reads of detail files count too
+            for reason, n in snap.errors.counts().items():
+                self._read_errors[reason] += n
+        yield from self._own_metrics()
+
+    def _within(self, metrics: list[Metric], budget: int) -> int:
+        """Cut metrics to the samples left in the scrape's budget; return what is left."""
+        for m in metrics:
+            if len(m.samples) > budget:
+                self.shared.caps.drop("max_scrape_series", len(m.samples) - budget)
+                m.samples = m.samples[:budget]
+            budget -= len(m.samples)
+        return budget
+
+    def _own_metrics(self) -> Iterator[Metric]:
         errors = families.READ_ERRORS.new()
         for reason, n in self._read_errors.items():
             errors.add_metric([reason], n)
         yield errors
-        yield self.drops.metric()
+        yield from self.shared.caps.metrics()
+        reloads = families.RELOADS.new()
+        for result, n in self.reloads.items():
+            reloads.add_metric([result], n)
+        yield reloads
+        yield families.LAST_RELOAD_OK.of(1 if self.last_reload_ok else 0)
+        yield families.LAST_RELOAD_TIME.of(self.last_reload_success)
+        listening = self.exits is not None and self.exits.listening
+        yield families.TASKSTATS_LISTENING.of(1 if listening else 0)
         yield build_info(families.BUILD_INFO)

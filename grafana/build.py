@@ -23,6 +23,7 @@ GRID_WIDTH = 24
 # Dashboard-wide selectors; the variables are defined in _variables().
 INSTANCE = 'instance=~"$instance"'
 GROUP = 'instance=~"$instance", group=~"$group"'
+EXPORTER = 'job="procpilot-exporter", instance=~"$instance"'
 PROGRAM = 'instance=~"$instance", program=~"$program"'
 
 
@@ -320,6 +321,89 @@ def exporter_dashboard() -> dict[str, Any]:
             width=24,
         ),
     ]
+    group_depth = [
+        timeseries(
+            "Memory of the selected groups by kind",
+            "bytes",
+            (f"sum(procpilot_group_resident_memory_bytes{{{GROUP}}})", "resident"),
+            (f"sum(procpilot_group_virtual_memory_bytes{{{GROUP}}})", "virtual"),
+            (f"sum(procpilot_group_swap_bytes{{{GROUP}}})", "swap"),
+            (f"sum(procpilot_group_proportional_resident_memory_bytes{{{GROUP}}})", "PSS"),
+            (f"sum(procpilot_group_proportional_swap_bytes{{{GROUP}}})", "swap PSS"),
+            description="Resident counts shared pages in every process that maps them; PSS "
+            "divides them among their users (groups with pss: true only). Virtual is "
+            "address space, mostly never touched.",
+            overrides=[dashed("^virtual$")],
+        ),
+        timeseries(
+            "Swap per group",
+            "bytes",
+            (f"procpilot_group_swap_bytes{{{GROUP}}}", "{{group}} @ {{instance}}"),
+        ),
+        timeseries(
+            "Storage I/O per group",
+            "Bps",
+            (
+                "sum by (instance, group) "
+                f"(rate(procpilot_group_read_bytes_total{{{GROUP}}}{rate}))",
+                "{{group}} read @ {{instance}}",
+            ),
+            (
+                "sum by (instance, group) "
+                f"(rate(procpilot_group_write_bytes_total{{{GROUP}}}{rate}))",
+                "{{group}} write @ {{instance}}",
+            ),
+            description="Bytes that reached the block layer; reads served from the page "
+            "cache are not in it. Needs the exporter to run as root (or CAP_SYS_PTRACE).",
+            overrides=[dashed(" write @ ")],
+        ),
+        timeseries(
+            "Major page faults per group",
+            "ops",
+            (
+                "sum by (instance, group) "
+                f"(rate(procpilot_group_major_page_faults_total{{{GROUP}}}{rate}))",
+                "{{group}} @ {{instance}}",
+            ),
+            description="Faults that had to read from disk: memory pressure or memory-mapped "
+            "files being paged in. Minor faults are the normal cost of touching memory.",
+        ),
+        timeseries(
+            "Context switches per group",
+            "ops",
+            (
+                "sum by (instance, group, type) "
+                f"(rate(procpilot_group_context_switches_total{{{GROUP}}}{rate}))",
+                "{{group}} {{type}} @ {{instance}}",
+            ),
+            description="Of each member's main thread. Involuntary ones growing with load "
+            "mean the group competes for CPU.",
+            overrides=[dashed(" involuntary @ ")],
+        ),
+        timeseries(
+            "Processes per group by state",
+            "short",
+            (
+                f"sum by (state) (procpilot_group_process_states{{{GROUP}}})",
+                "{{state}}",
+            ),
+            stack=True,
+        ),
+        timeseries(
+            "Open files per group",
+            "short",
+            (f"procpilot_group_open_fds{{{GROUP}}}", "{{group}} @ {{instance}}"),
+        ),
+        timeseries(
+            "Worst open files ratio per group",
+            "percentunit",
+            (f"procpilot_group_worst_fd_ratio{{{GROUP}}}", "{{group}} @ {{instance}}"),
+            description="The member closest to its open files limit (RLIMIT_NOFILE); at 100% "
+            "opening files fails with EMFILE. The ProcpilotGroupNearFdLimit alert fires "
+            "above 90%.",
+            max_value=1,
+        ),
+    ]
     top = [
         timeseries(
             "Top processes by resident memory",
@@ -339,6 +423,54 @@ def exporter_dashboard() -> dict[str, Any]:
             ),
             description="CPU used between two scrapes; 100% is one core.",
             width=12,
+        ),
+    ]
+    owners = [
+        timeseries(
+            "Resident memory of the top processes by owner",
+            "bytes",
+            (
+                "sum by (instance, owner) "
+                f'(procpilot_top_process_resident_memory_bytes{{{INSTANCE}, owner!=""}})',
+                "{{owner}} @ {{instance}}",
+            ),
+            description="Needs top_owner: true in the exporter config. The owner is the "
+            "program, container, pod or systemd unit the process's cgroup names; only the "
+            "top processes are included.",
+            width=12,
+        ),
+        timeseries(
+            "CPU of the top processes by owner",
+            "percentunit",
+            (
+                "sum by (instance, owner) "
+                f'(procpilot_top_process_cpu_usage_ratio{{{INSTANCE}, owner!=""}})',
+                "{{owner}} @ {{instance}}",
+            ),
+            description="Needs top_owner: true; 100% is one core.",
+            width=12,
+        ),
+    ]
+    host = [
+        timeseries(
+            "Threads by state",
+            "short",
+            (f"sum by (state) (procpilot_thread_states{{{INSTANCE}}})", "{{state}}"),
+            stack=True,
+        ),
+        timeseries(
+            "Process ids in use",
+            "percentunit",
+            (
+                f"procpilot_threads{{{INSTANCE}}} / procpilot_pids_limit{{{INSTANCE}}}",
+                "of pid_max @ {{instance}}",
+            ),
+            (
+                f"procpilot_threads{{{INSTANCE}}} / procpilot_threads_limit{{{INSTANCE}}}",
+                "of threads-max @ {{instance}}",
+            ),
+            description="Every thread holds a process id; at 100% of pid_max fork fails.",
+            max_value=1,
         ),
     ]
     self_metrics = [
@@ -395,6 +527,38 @@ def exporter_dashboard() -> dict[str, Any]:
             "permission points at hidepid or a missing capability.",
             bars=True,
         ),
+        timeseries(
+            "Exporter CPU and memory",
+            "percentunit",
+            (f"rate(process_cpu_seconds_total{{{EXPORTER}}}{rate})", "CPU @ {{instance}}"),
+            description="The exporter's own CPU, 100% is one core (its resident memory is "
+            "process_resident_memory_bytes).",
+        ),
+        timeseries(
+            "Exits accounted from taskstats",
+            "short",
+            (
+                "sum by (instance, result) "
+                f"(increase(procpilot_exporter_taskstats_exits_total{{{INSTANCE}}}{rate}))",
+                "{{result}} @ {{instance}}",
+            ),
+            (
+                "sum by (instance, reason) "
+                f"(increase(procpilot_exporter_taskstats_lost_total{{{INSTANCE}}}{rate}))",
+                "lost ({{reason}}) @ {{instance}}",
+            ),
+            description="Processes that ended, as the kernel reported them; their CPU, faults "
+            "and I/O after the last scrape go to their group. Nothing here when "
+            "procpilot_exporter_taskstats_listening is 0 (not root, or an old kernel).",
+            bars=True,
+        ),
+        timeseries(
+            "Config reload successful",
+            "short",
+            (f"procpilot_exporter_config_last_reload_successful{{{INSTANCE}}}",
+             "{{instance}}"),
+            max_value=1,
+        ),
         table(
             "Versions",
             f"procpilot_exporter_build_info{{{INSTANCE}}}",
@@ -414,7 +578,10 @@ def exporter_dashboard() -> dict[str, Any]:
                 ("Summary", summary),
                 ("Zombies & orphans", zombies),
                 ("Groups", groups),
+                ("Groups: memory, I/O, faults, switches, files", group_depth),
                 ("Top processes", top),
+                ("Owners", owners),
+                ("Host threads and limits", host),
                 ("Exporter", self_metrics),
             ]
         ),

@@ -24,6 +24,7 @@ class FS:
     ticks: int  # clock ticks per second (utime, stime, start time)
     page_size: int  # bytes per page (rss)
     boot_time: float  # unix seconds; start times are ticks after it
+    fd_count_in_size: bool = False  # the size of /proc/<pid>/fd counts its entries (6.2+)
 
     @classmethod
     def at(cls, root: str = "/proc") -> FS:
@@ -33,8 +34,18 @@ class FS:
             boot_time = parse_boot_time(read_file(f"{root}/stat", HOST_STAT_LIMIT))
         except (OSError, ValueError):
             raise OSError(f"cannot read btime from {root}/stat: is {root} a procfs?") from None
-        return cls(root, os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE"), boot_time)
+        return cls(root, os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE"), boot_time,
+                   _fd_count_in_size(root))
 
     def path(self, *parts: object) -> str:
         """``fs.path(42, "stat")`` -> ``/proc/42/stat``."""
         return "/".join((self.root, *map(str, parts)))
+
+
+def _fd_count_in_size(root: str) -> bool:
+    """Whether this procfs reports open descriptors as the size of /proc/<pid>/fd: we hold
+    some open, so older kernels (size 0) and fixture trees (no ``self``) say no."""
+    try:
+        return os.stat(f"{root}/self/fd").st_size > 0
+    except OSError:
+        return False

@@ -22,11 +22,14 @@ class Proc(NamedTuple):
     pgrp: int
     session: int
     flags: int
+    minflt: int  # minor page faults (no disk I/O needed)
+    majflt: int  # major page faults (a page read from disk)
     utime: float  # seconds in user mode
     stime: float  # seconds in kernel mode
     num_threads: int
     start_ticks: int  # clock ticks after boot; with pid it names the process uniquely
     start_time: float  # unix seconds
+    vsize_bytes: int  # virtual memory size
     rss_bytes: int
     key: tuple[int, int]  # (pid, start ticks): an identity that survives pid reuse
 
@@ -66,11 +69,14 @@ def parse_stat(data: bytes, fs: FS) -> Proc:
             int(f[2]),  # pgrp
             int(f[3]),  # session
             int(f[6]),  # flags
+            int(f[7]),  # minflt
+            int(f[9]),  # majflt
             int(f[11]) / ticks,  # utime
             int(f[12]) / ticks,  # stime
             int(f[17]),  # num_threads
             start,
             fs.boot_time + start / ticks,
+            int(f[20]),  # vsize
             max(int(f[21]), 0) * fs.page_size,  # rss
             (pid, start),
         ),

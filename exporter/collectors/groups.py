@@ -1,166 +1,289 @@
-"""Configured process groups: count, memory, CPU, threads, age; opt-in per-process memory.
+"""Configured process groups: count, memory by kind, CPU, faults, context switches, I/O,
+open files, states, threads, age; opt-in per-process memory.
 
-Matching is costly (it may read exe and cmdline), so each process is matched once per
-(pid, start time, comm) and the answer kept until the process goes away. CPU counters are
-built from per-scrape deltas so they stay monotonic when members exit. This runs over every
-process at every scrape: one dict lookup per process, one pass.
+Matching is costly (it may read exe, cmdline and the cgroup), so each process is matched
+once per (pid, start time, comm) and the answer kept until the process goes away. With
+``children: true`` a process that matches no group joins its parent's group.
+
+Counters (CPU, faults, context switches, I/O) add what each member used since the last
+scrape (core/cpu.py), so they stay monotonic when members exit. They are kept per group
+name for the exporter's lifetime: a config reload keeps those of every name the new config
+still makes. When taskstats reports exits (exporter/exits.py), what members used after
+their last scrape, and all that processes living between two scrapes used, is added too;
+zombies are then left to their exit records.
+
+This runs over every process at every scrape: one dict lookup per process, one pass, and
+the extra files (status, io, fd, smaps_rollup) only for members of groups that want them.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from prometheus_client.metrics_core import Metric
 
-from procpilot.core.cpu import CpuTracker
+from procpilot.core.cpu import Tracker, grown
 from procpilot.core.procfs import Proc, Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.drops import Drops
-from procpilot.exporter.config import PLACEHOLDER, ExporterConfig, Group
+from procpilot.exporter.collectors.exits import Credit
+from procpilot.exporter.collectors.matcher import Hit, Matcher
+from procpilot.exporter.collectors.shared import Shared
+from procpilot.exporter.config import ExporterConfig, Group
+from procpilot.exporter.families import STATE_NAMES, STATES
+
+NAN = float("nan")  # a counter that was not read: grows by nothing
+# Counters per group, in this order; per process the same cumulative values are tracked.
+USER, SYSTEM, MINFLT, MAJFLT, VOLUNTARY, INVOLUNTARY, READ, WRITE = range(8)
+STATE_INDEX = {letter: STATES.index(name) for letter, name in STATE_NAMES.items()}
+OTHER_STATE = STATES.index("other")
+MAX_DEPTH = 256  # ancestors walked to find a parent's group
 
 
 @dataclass(slots=True)
 class _Totals:
     processes: int = 0
     rss: int = 0
+    vsize: int = 0
+    swap: int = 0
+    pss: int = 0
+    swap_pss: int = 0
     threads: int = 0
+    fds: int = 0
+    worst_fd_ratio: float = 0.0
     oldest: float = 0.0
+    states: list[int] = field(default_factory=lambda: [0] * len(STATES))
     members: list[Proc] = field(default_factory=list)  # only for per-process groups
 
 
-class _Seen(NamedTuple):
-    """A process's group as matched, valid while its comm stays the same."""
+class Seen(NamedTuple):
+    """A process's group as matched, valid while its start and comm stay the same."""
 
-    comm: str
-    hit: tuple[Group, str] | None
-
-
-class Matcher:
-    """First-match-wins assignment of a process to a group name (or None)."""
-
-    def __init__(self, groups: list[Group]) -> None:
-        self.groups = [(g, re.compile(g.cmdline) if g.cmdline else None) for g in groups]
-
-    def match(self, p: Proc, snap: Snapshot) -> tuple[Group, str] | None:
-        for group, cmdline_re in self.groups:
-            if group.comm and p.comm not in group.comm:
-                continue
-            if group.exe:
-                exe = snap.exe(p)
-                if exe not in group.exe and os.path.basename(exe) not in group.exe:
-                    continue
-            captures: dict[str, str] = {}
-            if cmdline_re is not None:
-                found = cmdline_re.search(" ".join(snap.cmdline(p)))
-                if found is None:
-                    continue
-                captures = {k: v or "" for k, v in found.groupdict().items()}
-            return group, self._name(group, p, snap, captures)
-        return None
-
-    @staticmethod
-    def _name(group: Group, p: Proc, snap: Snapshot, captures: dict[str, str]) -> str:
-        if group.is_static:
-            return group.name
-
-        def fill(m: re.Match[str]) -> str:
-            key = m.group(1)
-            if key == "comm":
-                return p.comm
-            if key == "exe_basename":
-                return os.path.basename(snap.exe(p))
-            if key == "user":
-                return snap.user(p)
-            return captures[key]
-
-        return PLACEHOLDER.sub(fill, group.name)
+    start: int  # start ticks: with the pid, which process this is
+    comm: str  # an exec that changes comm means matching again
+    hit: Hit | None
 
 
 class Groups:
-    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
-        self.matcher = Matcher(config.groups)
+    def __init__(self, shared: Shared) -> None:
+        self.caps = shared.caps
+        self.exits = shared.exits
+        self.matcher = Matcher([], self.caps)
+        self.max_groups = 0
+        self.inherit = False  # some group takes children
+        self._names: dict[str, Group] = {}  # exported names, in first-seen order
+        self._counters: dict[str, list[float]] = {}
+        self._values: Tracker[tuple[int, int], tuple[float, ...]] = Tracker()
+        self._seen: dict[int, Seen] = {}  # by pid, this scrape's
+        self._rematch = False  # the config changed: match every process again
+        self._credit = Credit()
+        self._dropped: set[str] = set()  # names over max_groups in this scrape
+
+    def configure(self, config: ExporterConfig) -> None:
+        """New groups: every process is matched again. Counters of the names the new config
+        still makes (a static name it has, or one made by a template it still has) go on
+        from where they were; the others are dropped."""
+        self.matcher = Matcher(config.groups, self.caps)
         self.max_groups = config.max_groups
-        self.drops = drops
-        self._seen: dict[tuple[int, int], _Seen] = {}
-        self._used: CpuTracker[tuple[int, int]] = CpuTracker()
-        # Known names, in first-seen order; templated names stay once seen so that their
-        # counters never vanish. Static names are known before any process matches.
-        self._names: dict[str, Group] = {g.name: g for g in config.groups if g.is_static}
-        self._cpu: dict[str, list[float]] = {name: [0.0, 0.0] for name in self._names}
-
-    def _lookup(self, p: Proc, snap: Snapshot) -> _Seen:
-        """The process's group, matched only when it is new or exec'd (comm changed)."""
-        entry = self._seen.get(p.key)
-        if entry is not None and entry.comm == p.comm:
-            return entry
-        return _Seen(p.comm, self.matcher.match(p, snap))
-
-    def _assign(self, snap: Snapshot) -> dict[str, _Totals]:
-        """Totals per group, adding each member's CPU since the last scrape to its counters.
-
-        Every process's CPU is tracked, grouped or not, so one that execs into a group
-        adds only what it used since the last scrape, not its whole life.
-        """
-        totals = {name: _Totals() for name in self._names}
-        seen: dict[tuple[int, int], _Seen] = {}
-        dropped: set[str] = set()
-        for p in snap:
-            if p.is_kernel_thread:
-                continue
-            entry = seen[p.key] = self._lookup(p, snap)
-            used = self._used.observe(p.key, p.utime, p.stime)
-            if entry.hit is None:
-                continue
-            group, name = entry.hit
-            t = totals.get(name)
-            if t is None:
-                if len(self._names) >= self.max_groups:
-                    dropped.add(name)
-                    continue
-                self._names[name] = group
-                self._cpu[name] = [0.0, 0.0]
-                t = totals[name] = _Totals()
-            t.processes += 1
-            t.rss += p.rss_bytes
-            t.threads += p.num_threads
-            t.oldest = p.start_time if not t.oldest else min(t.oldest, p.start_time)
-            if group.per_process:
-                t.members.append(p)
-            acc = self._cpu[name]
-            acc[0] += used.user
-            acc[1] += used.system
-        self._seen = seen
-        self._used.sweep()
-        self.drops.add("max_groups", len(dropped))
-        return totals
+        self.inherit = any(g.children for g in config.groups)
+        by_template: dict[str, Group] = {}
+        for g in config.groups:
+            by_template.setdefault(g.name, g)
+        names = {name: g for name, g in by_template.items() if g.is_static}
+        for name, old in self._names.items():
+            if not old.is_static and old.name in by_template:
+                names.setdefault(name, by_template[old.name])
+        self._names = names
+        self._counters = {name: self._counters.get(name) or [0.0] * 8 for name in names}
+        self._rematch = True
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         if not self.matcher.groups:
             return
-        totals = self._assign(snap)
-        count = families.GROUP_PROCESSES.new()
-        rss = families.GROUP_RESIDENT_MEMORY.new()
-        threads = families.GROUP_THREADS.new()
-        oldest = families.GROUP_OLDEST.new()
-        cpu = families.GROUP_CPU.new()
-        per_process = families.PROCESS_RESIDENT_MEMORY.new()
+        exits = self.exits if self.exits is not None and self.exits.listening else None
+        totals = self._assign(snap, exits is not None)
+        if exits is not None:
+            batch = exits.take(snap.procs)
+            for hit, values in self._credit.exits(batch, snap, self._seen, self):
+                self._add(hit, values)
+        self._values.sweep()
+        self.caps.drop("max_groups", len(self._dropped))
+        self._dropped.clear()
+        yield from self._families(totals)
+        yield from self._credit.metrics()
+
+    # --- who is in which group ------------------------------------------------------------
+
+    def _assign(self, snap: Snapshot, exits: bool) -> dict[str, _Totals]:
+        """Totals per group, adding each member's counters since the last scrape.
+
+        Every process's CPU and faults are tracked, grouped or not, so one that execs into
+        a group adds only what it used since the last scrape, not its whole life. With
+        exits reported, zombies are left to their exit records.
+        """
+        totals = {name: _Totals() for name in self._names}
+        cached = {} if self._rematch else self._seen
+        self._rematch = False
+        seen: dict[int, Seen] = {}
+        update = self._values.update
+        for p in snap:
+            if p.is_kernel_thread:
+                continue
+            entry = cached.get(p.pid)
+            if entry is None or entry.start != p.start_ticks or entry.comm != p.comm:
+                entry = seen.get(p.pid) or self._resolve(p, snap, seen)
+            seen[p.pid] = entry
+            counted = not exits or p.state != "Z"
+            hit = entry.hit
+            t = None if hit is None else self._totals(hit, totals)
+            if t is None or hit is None:
+                if counted:
+                    update(p.key, (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN))
+                continue
+            values = self._read(p, hit.group, t, snap)
+            if counted:
+                self._add(hit, grown(values, update(p.key, values)))
+        if exits:
+            self._credit.memberships_moved(self._seen, seen, snap.taken_at, self)
+        self._seen = seen
+        return totals
+
+    def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen]) -> Seen:
+        """Match p; with children: groups, first match its ancestors no pass has matched."""
+        chain = [p]
+        above: Hit | None = None  # the group of the nearest ancestor already matched
+        q = p
+        while self.inherit and len(chain) < MAX_DEPTH:
+            parent = snap.procs.get(q.ppid)
+            if parent is None or parent.is_kernel_thread or parent.pid == q.pid:
+                break
+            known = seen.get(parent.pid) or self._valid(parent)
+            if known is not None:
+                above = known.hit
+                break
+            chain.append(parent)
+            q = parent
+        entry = Seen(p.start_ticks, p.comm, None)
+        for q in reversed(chain):
+            hit = self.matcher.match(q, snap)
+            if hit is None and above is not None and above.group.children:
+                hit = above
+            entry = seen[q.pid] = Seen(q.start_ticks, q.comm, hit)
+            above = hit
+        return entry
+
+    def _valid(self, p: Proc) -> Seen | None:
+        entry = self._seen.get(p.pid)
+        return entry if entry and entry.start == p.start_ticks and entry.comm == p.comm else None
+
+    def _totals(self, hit: Hit, totals: dict[str, _Totals]) -> _Totals | None:
+        """The totals of hit's name, made when the name is new; None beyond max_groups."""
+        t = totals.get(hit.name)
+        if t is None:
+            if not self.known(hit):
+                return None
+            t = totals[hit.name] = _Totals()
+        return t
+
+    def known(self, hit: Hit, make: bool = True) -> bool:
+        """Whether hit's name is exported, making it so (with make) when max_groups allows."""
+        if hit.name in self._names:
+            return True
+        if not make:
+            return False
+        if len(self._names) >= self.max_groups:
+            self._dropped.add(hit.name)
+            return False
+        self._names[hit.name] = hit.group
+        self._counters[hit.name] = [0.0] * 8
+        return True
+
+    def last_values(self, key: tuple[int, int]) -> tuple[float, ...] | None:
+        return self._values.last(key)
+
+    # --- what a member adds -------------------------------------------------------------
+
+    @staticmethod
+    def _read(p: Proc, group: Group, t: _Totals, snap: Snapshot) -> tuple[float, ...]:
+        """Add p to its group's gauges; return its cumulative counter values."""
+        t.processes += 1
+        t.rss += p.rss_bytes
+        t.vsize += p.vsize_bytes
+        t.threads += p.num_threads
+        if not t.oldest or p.start_time < t.oldest:
+            t.oldest = p.start_time
+        t.states[STATE_INDEX.get(p.state, OTHER_STATE)] += 1
+        if group.per_process:
+            t.members.append(p)
+        voluntary = involuntary = read = write = NAN
+        if p.state == "Z":  # no memory, no files: nothing more to read
+            return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write
+        if group.swap or group.context_switches:
+            status = snap.status(p)
+            if status is not None:
+                t.swap += status.swap_bytes
+                voluntary, involuntary = status.voluntary_switches, status.involuntary_switches
+        if group.io and (io := snap.io(p)) is not None:
+            read, write = io
+        if group.fds and (fds := snap.open_fds(p)) is not None:
+            t.fds += fds
+            limit = snap.open_files_limit(p, fds)
+            if limit:
+                t.worst_fd_ratio = max(t.worst_fd_ratio, fds / limit)
+        if group.pss and (proportional := snap.proportional(p)) is not None:
+            t.pss += proportional.pss_bytes
+            t.swap_pss += proportional.swap_pss_bytes
+        return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write
+
+    def _add(self, hit: Hit, values: list[float]) -> None:
+        counters = self._counters.get(hit.name)
+        if counters is not None:
+            for i, v in enumerate(values):
+                if v:
+                    counters[i] += v
+
+    # --- exposition -----------------------------------------------------------------------
+
+    def _families(self, totals: dict[str, _Totals]) -> Iterator[Metric]:
+        f = families
+        out = {family: family.new() for family in (
+            f.GROUP_PROCESSES, f.GROUP_RESIDENT_MEMORY, f.GROUP_VIRTUAL_MEMORY, f.GROUP_SWAP,
+            f.GROUP_PSS, f.GROUP_SWAP_PSS, f.GROUP_CPU, f.GROUP_MAJOR_FAULTS,
+            f.GROUP_MINOR_FAULTS, f.GROUP_CONTEXT_SWITCHES, f.GROUP_READ, f.GROUP_WRITE,
+            f.GROUP_OPEN_FDS, f.GROUP_WORST_FD_RATIO, f.GROUP_STATES, f.GROUP_THREADS,
+            f.GROUP_OLDEST, f.PROCESS_RESIDENT_MEMORY)}
         for name, t in totals.items():
-            count.add_metric([name], t.processes)
-            rss.add_metric([name], t.rss)
-            threads.add_metric([name], t.threads)
+            group, c, labels = self._names[name], self._counters[name], [name]
+            out[f.GROUP_PROCESSES].add_metric(labels, t.processes)
+            out[f.GROUP_RESIDENT_MEMORY].add_metric(labels, t.rss)
+            out[f.GROUP_VIRTUAL_MEMORY].add_metric(labels, t.vsize)
+            out[f.GROUP_THREADS].add_metric(labels, t.threads)
             if t.processes:
-                oldest.add_metric([name], t.oldest)
-            user, system = self._cpu[name]
-            cpu.add_metric([name, "user"], user)
-            cpu.add_metric([name, "system"], system)
-            group = self._names[name]
+                out[f.GROUP_OLDEST].add_metric(labels, t.oldest)
+            for state, n in zip(STATES, t.states, strict=True):
+                out[f.GROUP_STATES].add_metric([name, state], n)
+            out[f.GROUP_CPU].add_metric([name, "user"], c[USER])
+            out[f.GROUP_CPU].add_metric([name, "system"], c[SYSTEM])
+            out[f.GROUP_MINOR_FAULTS].add_metric(labels, c[MINFLT])
+            out[f.GROUP_MAJOR_FAULTS].add_metric(labels, c[MAJFLT])
+            if group.swap:
+                out[f.GROUP_SWAP].add_metric(labels, t.swap)
+            if group.context_switches:
+                out[f.GROUP_CONTEXT_SWITCHES].add_metric([name, "voluntary"], c[VOLUNTARY])
+                out[f.GROUP_CONTEXT_SWITCHES].add_metric([name, "involuntary"], c[INVOLUNTARY])
+            if group.io:
+                out[f.GROUP_READ].add_metric(labels, c[READ])
+                out[f.GROUP_WRITE].add_metric(labels, c[WRITE])
+            if group.fds:
+                out[f.GROUP_OPEN_FDS].add_metric(labels, t.fds)
+                out[f.GROUP_WORST_FD_RATIO].add_metric(labels, t.worst_fd_ratio)
+            if group.pss:
+                out[f.GROUP_PSS].add_metric(labels, t.pss)
+                out[f.GROUP_SWAP_PSS].add_metric(labels, t.swap_pss)
             if group.per_process:
                 kept = t.members[: group.max_series]
-                self.drops.add("max_series", len(t.members) - len(kept))
+                self.caps.drop("max_series", len(t.members) - len(kept))
                 for p in kept:
-                    per_process.add_metric([name, str(p.pid)], p.rss_bytes)
-        yield from (count, rss, threads, oldest, cpu, per_process)
+                    out[f.PROCESS_RESIDENT_MEMORY].add_metric([name, str(p.pid)], p.rss_bytes)
+        yield from out.values()

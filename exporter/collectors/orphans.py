@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Proc, Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.collectors.shared import Shared
 from procpilot.exporter.config import ExporterConfig
 
 
@@ -37,7 +37,10 @@ def is_orphan(p: Proc, procs: dict[int, Proc]) -> bool:
 
 
 class Orphans:
-    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
+    def __init__(self, shared: Shared) -> None:
+        self.exclude: frozenset[str] = frozenset()
+
+    def configure(self, config: ExporterConfig) -> None:
         self.exclude = frozenset(config.orphans.exclude)
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:

@@ -1,6 +1,8 @@
 """The N largest processes by resident memory and the N busiest by CPU since the last scrape.
 
 There is deliberately no rank label: when two processes swap places no new series appear.
+With ``top_owner: true`` each series also names the process's owner (core/owner.py), read
+from its cgroup once per process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from prometheus_client.metrics_core import Metric
 from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import Proc, Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.drops import Drops
+from procpilot.exporter.collectors.shared import Shared
 from procpilot.exporter.config import ExporterConfig
 
 
@@ -38,22 +40,34 @@ def cpu_rates(
 
 
 class Top:
-    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
-        self.n = config.top_processes
+    def __init__(self, shared: Shared) -> None:
+        self.caps = shared.caps
+        self.n = 0
+        self.owner = False
         self._used: CpuTracker[tuple[int, int]] = CpuTracker()
         self._prev_at: float | None = None
+
+    def configure(self, config: ExporterConfig) -> None:
+        self.n = config.top_processes
+        self.owner = config.top_owner
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         procs = list(snap)
         rates = cpu_rates(procs, snap.taken_at, self._used, self._prev_at)
         self._prev_at = snap.taken_at
+        omit = () if self.owner else ("owner",)
 
-        memory = families.TOP_MEMORY.new()
+        memory = families.TOP_MEMORY.new(omit)
         for p in heapq.nlargest(self.n, procs, key=lambda p: p.rss_bytes):
-            memory.add_metric([str(p.pid), p.comm], p.rss_bytes)
+            memory.add_metric(self._labels(p, snap), p.rss_bytes)
         yield memory
 
-        cpu = families.TOP_CPU.new()
+        cpu = families.TOP_CPU.new(omit)
         for rate, p in heapq.nlargest(self.n, rates, key=lambda r: r[0]):
-            cpu.add_metric([str(p.pid), p.comm], rate)
+            cpu.add_metric(self._labels(p, snap), rate)
         yield cpu
+
+    def _labels(self, p: Proc, snap: Snapshot) -> list[str]:
+        if not self.owner:
+            return [str(p.pid), p.comm]
+        return [str(p.pid), p.comm, self.caps.label(snap.owner(p).label)]

@@ -8,14 +8,10 @@ from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import Snapshot
 from procpilot.exporter import families
-from procpilot.exporter.collectors.drops import Drops
-from procpilot.exporter.config import ExporterConfig
+from procpilot.exporter.collectors.shared import Stateless
 
 
-class Zombies:
-    def __init__(self, config: ExporterConfig, drops: Drops) -> None:
-        pass
-
+class Zombies(Stateless):
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
         count: dict[str, int] = {}
         oldest: dict[str, float] = {}

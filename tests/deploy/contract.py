@@ -46,9 +46,13 @@ PROMISED: dict[str, frozenset[str]] = {
 }
 
 DECLARED: tuple[Family, ...] = exporter.ALL + controller.ALL
-# Prometheus's own per-target series is the one name not declared here.
+# Not declared here: Prometheus's own per-target series, and the standard process metrics
+# prometheus_client's ProcessCollector adds to the exporter (about the exporter itself).
+PROCESS_METRICS = ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                   "process_start_time_seconds")
 METRICS: dict[str, frozenset[str]] = {f.name: frozenset(f.labels) for f in DECLARED} | {
-    "up": frozenset()}
+    "up": frozenset()} | dict.fromkeys(PROCESS_METRICS, frozenset())
 # Label values the services export; a selector using another value would never match.
 LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     (f.name, label): frozenset(values) for f in DECLARED for label, values in f.values.items()

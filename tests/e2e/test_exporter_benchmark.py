@@ -93,6 +93,26 @@ def test_targets_judge_the_issue_goals() -> None:
     assert [t.met for t in unknown] == [None, None, None, None]
 
 
+def test_targets_of_grouping_every_process() -> None:
+    medians = {es.BY_COMM: 1.0, es.BARE: 0.15, es.PROCESS_EXPORTER: 6.0}
+    met = es.check_targets(medians, es.BY_COMM, subject_rss_kib=70 * 1024)
+    assert [(t.goal, t.met) for t in met] == [
+        (">= 5x faster than process-exporter", True), ("RSS < 80 MB", True)]
+    missed = es.check_targets({**medians, es.BY_COMM: 1.5}, es.BY_COMM, 90 * 1024)
+    assert [t.met for t in missed] == [False, False]
+
+
+def test_exits_phase_reports_shares() -> None:
+    r = es.ExitsResult(1000, 30, 1.0, True, children=30000, children_cpu_s=40.0,
+                       credited_exits=29970, credited_cpu_s=38.0,
+                       lost={"socket": 30.0, "capacity": 0.0}, exporter_cores=0.08,
+                       exporter_rss_kib=40 * 1024, scrapes=7)
+    text = es.format_exits(r)
+    assert "29970 of 30000 (99.9%)" in text
+    assert "(95.0%)" in text
+    assert "unavailable" in es.format_exits(es.ExitsResult(1000, 30, 1.0, False))
+
+
 @pytest.mark.skipif(
     not shutil.which("prometheus-node-exporter"), reason="prometheus-node-exporter missing"
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from procpilot.exporter.families import COLLECTOR_NAMES
 from tests.support import prometheus
 from tests.support.realprocs import sleepers, zombie_parent
 from tests.support.service import Service, start
@@ -61,7 +62,8 @@ def test_prometheus_scrapes_exporter_and_controller(
             server.wait_for('up{job="procpilot-exporter"} == 1')
             server.wait_for('procpilot_group_processes{group="it-sleepers"} == 2')
             server.wait_for('procpilot_zombie_processes{parent="pp-it-zparent"} == 2')
-            server.wait_for("sum(procpilot_exporter_collector_success) == 5")
+            server.wait_for(
+                f"sum(procpilot_exporter_collector_success) == {len(COLLECTOR_NAMES)}")
             # Every sample of the exposition was ingested (none refused as malformed).
             assert server.query('scrape_samples_post_metric_relabeling{job="procpilot-exporter"}'
                                 " > 50")

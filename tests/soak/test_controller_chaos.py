@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procpilot.controller.states import RESTART_REASONS
 from procpilot.core.procfs import FS, subtree
 from tests.soak.scale import pick, report
 from tests.support.controller import Controller, proc_stat
@@ -125,16 +126,17 @@ def test_chaos(tmp_path: Path) -> None:
         worker.join()
         time.sleep(1)  # the last kills are restarted
         rss1 = rss_kib(c.pid)
-        restarts = sum(c.metric("procpilot_program_restarts_total", program=name,
-                                reason=reason) or 0
-                       for name in chaos.victims for reason in ("signal", "failed_start"))
+        by_reason = {reason: sum(c.metric("procpilot_program_restarts_total", program=name,
+                                          reason=reason) or 0 for name in chaos.victims)
+                     for reason in RESTART_REASONS}
+        restarts = by_reason["signal"] + by_reason["failed_start"]
         starts = {i: c.metric("procpilot_program_restarts_total", program=f"flood{i}",
                               reason="exit") for i in range(3)}
         chaos.seen |= set(tree(c.pid))
     finally:
         c.stop()
     left = {pid for pid in chaos.seen if proc_stat(pid) is not None}
-    assert chaos.kills > 0 and restarts == chaos.kills
+    assert chaos.kills > 0 and restarts == chaos.kills, by_reason
     assert chaos.lingering_zombies == 0
     assert left == set()
     for i in range(3):

@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 
 from procpilot.core.procfs import FS, PF_KTHREAD, ProcReader
 from procpilot.exporter import config
-from procpilot.exporter.collectors import COLLECTORS, Drops
+from procpilot.exporter.collectors import COLLECTORS, Collector, Shared
 from procpilot.exporter.collectors.orphans import is_orphan
 from tests.support.fakeproc import FakeProcfs
 
@@ -20,10 +20,16 @@ def samples(metrics: list[Metric]) -> dict[tuple[str, tuple[tuple[str, str], ...
     }
 
 
+def make(name: str, cfg: config.ExporterConfig | None = None,
+         shared: Shared | None = None) -> Collector:
+    collector = COLLECTORS[name](shared or Shared())
+    collector.configure(cfg or config.ExporterConfig())
+    return collector
+
+
 def run(name: str, reader: ProcReader, cfg: config.ExporterConfig | None = None,
-        drops: Drops | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    collector = COLLECTORS[name](cfg or config.ExporterConfig(), drops or Drops())
-    return samples(list(collector.collect(reader.snapshot())))
+        shared: Shared | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return samples(list(make(name, cfg, shared).collect(reader.snapshot())))
 
 
 def test_summary_counts_every_state(tmp_path: Path) -> None:
@@ -120,7 +126,7 @@ def test_group_cpu_stays_monotonic_when_members_exit(tmp_path: Path) -> None:
     fake.add(10, b"w", utime=100, stime=10)
     fake.add(11, b"w", utime=200, stime=20)
     reader = ProcReader(FS.at(str(tmp_path)))
-    groups = COLLECTORS["groups"](group_cfg({"name": "w", "comm": ["w"]}), Drops())
+    groups = make("groups", group_cfg({"name": "w", "comm": ["w"]}))
     key = ("procpilot_group_cpu_seconds_total", (("group", "w"), ("mode", "user")))
     first = samples(list(groups.collect(reader.snapshot())))[key]
     assert first == 300 / reader.fs.ticks
@@ -136,23 +142,23 @@ def test_per_process_series_capped_and_drops_counted(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     for pid in range(10, 15):
         fake.add(pid, b"w")
-    drops = Drops()
+    shared = Shared()
     cfg = group_cfg({"name": "w", "comm": ["w"], "per_process": True, "max_series": 3})
-    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, drops)
+    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, shared)
     per = [k for k in got if k[0] == "procpilot_process_resident_memory_bytes"]
     assert len(per) == 3
-    assert drops.counts["max_series"] == 2
+    assert shared.caps.dropped["max_series"] == 2
 
 
 def test_template_groups_capped_by_max_groups(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     for pid in range(10, 15):
         fake.add(pid, b"c%d" % pid)
-    drops = Drops()
+    shared = Shared()
     cfg = group_cfg({"name": "{comm}", "comm": [f"c{p}" for p in range(10, 15)]}, max_groups=2)
-    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, drops)
+    got = run("groups", ProcReader(FS.at(str(tmp_path))), cfg, shared)
     assert len([k for k in got if k[0] == "procpilot_group_processes"]) == 2
-    assert drops.counts["max_groups"] == 3
+    assert shared.caps.dropped["max_groups"] == 3
 
 
 def test_top_by_memory_and_cpu(tmp_path: Path) -> None:
@@ -160,7 +166,7 @@ def test_top_by_memory_and_cpu(tmp_path: Path) -> None:
     for pid in range(10, 20):
         fake.add(pid, b"p%d" % pid, rss_pages=pid, utime=pid)
     reader = ProcReader(FS.at(str(tmp_path)))
-    top = COLLECTORS["top"](config.ExporterConfig(top_processes=3), Drops())
+    top = make("top", config.ExporterConfig(top_processes=3))
     got = samples(list(top.collect(reader.snapshot())))
     mem = sorted(dict(k[1])["pid"] for k in got if k[0].endswith("memory_bytes"))
     assert mem == ["17", "18", "19"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from procpilot.core.cpu import CpuTracker, Used
+from procpilot.core.cpu import CpuTracker, Tracker, Used, grown
 
 
 def test_new_key_reports_everything_then_deltas() -> None:
@@ -55,3 +55,22 @@ def test_deltas_of_growing_counters_add_up_to_the_last_value(
         t.sweep()
     for key, value in latest.items():
         assert abs(counted[key] - value) < 1e-6 * max(1.0, value)
+
+
+def test_tracker_returns_the_previous_value_and_keeps_missed_keys() -> None:
+    t: Tracker[str, tuple[float, ...]] = Tracker(grace=1)
+    assert t.update("a", (1.0, 2.0)) is None
+    t.sweep()
+    assert t.update("a", (3.0, 2.0)) == (1.0, 2.0)
+    assert t.last("a") == (3.0, 2.0)
+    t.sweep()
+    t.sweep()  # missed once: kept
+    assert t.last("a") == (3.0, 2.0)
+    t.sweep()
+    assert t.last("a") is None
+
+
+def test_grown_ignores_refunds_and_unread_values() -> None:
+    nan = float("nan")
+    assert grown((5.0, 1.0, nan, 4.0), (2.0, 3.0, 1.0, nan)) == [3.0, 0.0, 0.0, 0.0]
+    assert grown((5.0, nan), None) == [5.0, 0.0]

@@ -54,7 +54,7 @@ def exporter_text(root: Path) -> str:
     fake.add(20, b"leaky", ppid=1, session=99)  # an orphan: leader 99 is gone
     fake.add(21, b"dead", state="Z", ppid=20)
     cfg = config.ExporterConfig.model_validate({"groups": [
-        {"name": "static", "comm": ["web"], "per_process": True, "max_series": 1},
+        {"name": "static", "comm": ["web"], "per_process": True, "max_series": 1, "pss": True},
         {"name": "app-{app}", "cmdline": "--app=(?P<app>\\w+)"},
         {"name": "{comm}", "comm": ["leaky"]},
     ]})

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from procpilot.core.procfs import CMDLINE_LIMIT, FS, PF_KTHREAD, ProcReader, parse_stat
-from tests.support.fakeproc import BTIME, FakeProcfs, stat_line
+from tests.support.fakeproc import BTIME, Extra, FakeProcfs, stat_line
 
 TICKS = os.sysconf("SC_CLK_TCK")
 FAKE_FS = FS("/nonexistent", TICKS, os.sysconf("SC_PAGE_SIZE"), BTIME)
@@ -116,20 +116,73 @@ def test_vanished_and_unparsable_are_skipped_and_counted(tmp_path: Path) -> None
 def test_details_cached_per_process_and_refreshed_on_exec(tmp_path: Path) -> None:
     fake = FakeProcfs(tmp_path)
     d = fake.add(10, b"sh", cmdline=b"sh\0-c\0run\0")
+    (d / "exe").symlink_to("/bin/sh")
     reader = ProcReader(FS.at(str(tmp_path)))
     snap = reader.snapshot()
-    assert snap.cmdline(snap.procs[10]) == ("sh", "-c", "run")
-    (d / "cmdline").write_bytes(b"changed\0")
+    assert snap.exe(snap.procs[10]) == "/bin/sh"
+    (d / "exe").unlink()
+    (d / "exe").symlink_to("/bin/dash")
     snap = reader.snapshot()
-    assert snap.cmdline(snap.procs[10]) == ("sh", "-c", "run")  # cached
+    assert snap.exe(snap.procs[10]) == "/bin/sh"  # cached
     fake.add(10, b"server", cmdline=b"server\0--port\0")  # exec: same pid and start, new comm
     snap = reader.snapshot()
-    assert snap.cmdline(snap.procs[10]) == ("server", "--port")
+    assert snap.exe(snap.procs[10]) == "/bin/dash"
+    assert snap.cmdline(snap.procs[10]) == ("server", "--port")  # never cached
+    (d / "exe").unlink()
     fake.add(10, b"server", cmdline=b"other\0", start=999)  # pid reused by a new process
     snap = reader.snapshot()
-    assert snap.cmdline(snap.procs[10]) == ("other",)
+    assert snap.exe(snap.procs[10]) == ""
 
 
 def test_not_a_procfs_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="btime"):
         ProcReader(FS.at(str(tmp_path)))
+
+
+def test_detail_reads_that_fail_are_counted_not_raised(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    d = fake.add(10, b"w")
+    (d / "status").unlink()  # the process ended between reads
+    (d / "io").unlink()
+    (d / "io").mkdir()  # unreadable as a file
+    (d / "smaps_rollup").write_bytes(b"garbage\nPss: many kB\n")
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
+    p = snap.procs[10]
+    assert snap.status(p) is None
+    assert snap.io(p) is None
+    assert snap.proportional(p) is None
+    assert snap.open_fds(p) == 3
+    assert (snap.errors.vanished, snap.errors.permission, snap.errors.parse) == (1, 0, 2)
+
+
+def test_open_files_limit_cached_until_the_fds_approach_it(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"w", extra=Extra(nofile=1024))
+    reader = ProcReader(FS.at(str(tmp_path)))
+    p = reader.snapshot().procs[10]
+    assert reader.snapshot().open_files_limit(p, 10) == 1024
+    fake.add(10, b"w", extra=Extra(nofile=65536))  # the process raised its limit
+    snap = reader.snapshot()
+    assert snap.open_files_limit(p, 10) == 1024  # cached
+    assert snap.open_files_limit(p, 600) == 65536  # at half the cached limit: read again
+    fake.add(10, b"w", extra=Extra(nofile=None))
+    assert reader.snapshot().open_files_limit(p, 40000) is None  # unlimited
+
+
+def test_owner_read_once_per_process(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"w", extra=Extra(cgroup="0::/system.slice/a.service\n"))
+    reader = ProcReader(FS.at(str(tmp_path)))
+    snap = reader.snapshot()
+    assert snap.owner(snap.procs[10]).unit == "a.service"
+    fake.add(10, b"w", extra=Extra(cgroup="0::/system.slice/b.service\n"))
+    snap = reader.snapshot()
+    assert snap.owner(snap.procs[10]).unit == "a.service"  # cached
+    fake.add(10, b"exec'd", extra=Extra(cgroup="0::/system.slice/b.service\n"))
+    snap = reader.snapshot()
+    assert snap.owner(snap.procs[10]).unit == "b.service"
+    fake.add(10, b"again")
+    (tmp_path / "10" / "cgroup").unlink()
+    snap = reader.snapshot()
+    assert snap.owner(snap.procs[10]).cgroup == ""
+    assert snap.errors.vanished == 1

@@ -9,8 +9,8 @@ from procpilot.core.procfs import Proc
 def proc(pid: int, ppid: int, pgrp: int, *, utime: float = 0.0, start: int = 1,
          rss: int = 4096) -> Proc:
     return Proc(pid=pid, comm="x", state="S", ppid=ppid, pgrp=pgrp, session=1, flags=0,
-                utime=utime, stime=0.0, num_threads=1, start_ticks=start, start_time=0.0,
-                rss_bytes=rss, key=(pid, start))
+                minflt=0, majflt=0, utime=utime, stime=0.0, num_threads=1, start_ticks=start,
+                start_time=0.0, vsize_bytes=0, rss_bytes=rss, key=(pid, start))
 
 
 def test_members_are_descendants_and_group_orphans() -> None:
