@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 READ_SIZE = 64 * 1024
 PARTIAL_LIMIT = 64 * 1024
+DRAIN_READS = 16  # at an exit, at most this many reads of what is left in the pipe
 TAIL_LINES = 10  # last lines of an instance's output a hook gets
 TAIL_LINE_BYTES = 512  # each cut to this
 
@@ -222,15 +223,28 @@ class PipeReader:
 
     def _on_readable(self) -> None:
         # One read per wake-up: a flooding child cannot starve the rest of the loop.
+        self._read()
+
+    def drain(self) -> None:
+        """Read what is in the pipe now (up to DRAIN_READS reads): when the process
+        exited, its last lines, before its exit is told to anyone."""
+        for _ in range(DRAIN_READS):
+            if not self._read():
+                return
+
+    def _read(self) -> bool:
+        """One read; False when there was nothing (more) to read."""
+        if self.done.done():
+            return False
         try:
             chunk = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             chunk = b""
         if not chunk:
             self.close()
-            return
+            return False
         data = self._partial + chunk
         cut = data.rfind(b"\n") + 1
         if cut:
@@ -241,6 +255,7 @@ class PipeReader:
             self.sink.write(self._partial, complete=False)
             self._partial = b""
             self._fragment_open = True
+        return True
 
     def close(self) -> None:
         """Stop reading; a partial last line is written with a newline added."""

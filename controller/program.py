@@ -323,6 +323,7 @@ class Program:
     # --- exits ---------------------------------------------------------------------------
 
     def _exited(self, inst: Instance, run: Run, status: ExitStatus) -> None:
+        run.child.drain()
         if run in inst.old:
             self._old_exited(inst, run, status)
             return

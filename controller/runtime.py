@@ -114,6 +114,10 @@ class Child(Protocol):
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended the main process (ask after it exited)."""
 
+    def drain(self) -> None:
+        """Hand the output already in its pipes to its sinks (when it exited, its last
+        lines, so that they are in the tail before the exit is told)."""
+
     @property
     def kernel_limits(self) -> frozenset[str]:
         """The limits of its confinement that the kernel enforces (memory, cpu, tasks...)."""
@@ -228,11 +232,12 @@ class ProcessChild:
     """A real instance process: its process group and its cell, its exit through the reaper."""
 
     def __init__(self, rt: ProcessRuntime, pid: int, exited: asyncio.Future[ExitStatus],
-                 cell: Cell) -> None:
+                 cell: Cell, readers: Sequence[PipeReader]) -> None:
         self._rt = rt
         self._pid = pid
         self._exited = exited
         self.cell = cell
+        self.readers = readers
         self._oom_kills_at_start = cell.oom_kills()
         self._host_oom_kills_at_start = read_oom_kills(rt.fs)
         self._reclaiming = False
@@ -306,6 +311,10 @@ class ProcessChild:
             return
         self.cell.kill()
         self._rt.loop.call_later(RECLAIM_POLL, self._reclaim, attempt + 1)
+
+    def drain(self) -> None:
+        for reader in self.readers:
+            reader.drain()
 
     def oom_killed(self) -> bool:
         """Exact where the cell counts OOM kills; else guessed from the host's counter (it
@@ -407,18 +416,19 @@ class ProcessRuntime:
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             cell.remove()
             raise SpawnFailed(str(e)) from e
-        for fd, to in ((child.output_fd, sink), (child.error_fd, stderr)):
-            if fd is not None and to is not None:
-                self._read(fd, to)
-        started = ProcessChild(self, child.pid, child.exited, cell)
+        readers = [self._read(fd, to) for fd, to in ((child.output_fd, sink),
+                                                      (child.error_fd, stderr))
+                   if fd is not None and to is not None]
+        started = ProcessChild(self, child.pid, child.exited, cell, readers)
         if notify is not None:
             self._listen_to(started, notify)
         return started
 
-    def _read(self, fd: int, sink: Sink) -> None:
+    def _read(self, fd: int, sink: Sink) -> PipeReader:
         reader = PipeReader(self.loop, fd, sink)
         self.readers.add(reader)
         reader.done.add_done_callback(lambda _: self.readers.discard(reader))
+        return reader
 
     def _listen_to(self, child: ProcessChild, notify: OnNotice) -> None:
         pid, name = child.pid, child.cell.name

@@ -173,6 +173,9 @@ class FakeChild:
     def oom_killed(self) -> bool:
         return self.oom
 
+    def drain(self) -> None:
+        """Output is written at once here: nothing waits in a pipe."""
+
     @property
     def kernel_limits(self) -> frozenset[str]:
         return self.rt.enforceable & self.confinement.limits.kinds()
