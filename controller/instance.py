@@ -20,7 +20,7 @@ from procpilot.controller.backoff import Backoff
 from procpilot.controller.logsink import TAIL_LINES, Sink
 from procpilot.controller.runtime import Child
 from procpilot.controller.states import Cause, State
-from procpilot.controller.view import LastExit
+from procpilot.controller.view import InstanceView, LastExit
 
 T = TypeVar("T")
 
@@ -115,6 +115,26 @@ class Instance:
         run = self.run
         current = self.state == State.RUNNING and run is not None and not run.stopping
         return current or self.serving is not None
+
+    def view(self, now: float, wall: float) -> InstanceView:
+        """Its books and its process's, at loop time now (unix time wall)."""
+        run, serving = self.run, self.serving
+        return InstanceView(
+            id=self.id,
+            state=self.state.value,
+            pid=self.pid,
+            uptime_seconds=round(now - run.started, 3) if run else None,
+            restarts=self.restarts,
+            rss_bytes=run.rss_bytes if run else None,
+            backoff_seconds=max(0.0, self.backoff_until - now) if self.backoff_until else 0.0,
+            last_exit=self.last_exit,
+            started_at=wall - (now - run.started) if run else None,
+            cgroup_memory_bytes=run.cgroup_memory_bytes if run else None,
+            tasks=run.tasks if run else None,
+            ready=self.ready,
+            status_text=run.status_text if run else None,
+            replacing=serving.child.pid if serving else None,
+        )
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

@@ -37,9 +37,9 @@ from procpilot.controller.instance import Instance, Run, pick_to_stop
 from procpilot.controller.logsink import instance_sinks, log_paths
 from procpilot.controller.notify import Notice
 from procpilot.controller.runtime import Listener, Runtime, SpawnFailed, Usage
-from procpilot.controller.spawn import INHERITED_PROTOCOL_ENV, SpawnSpec
+from procpilot.controller.spawn import SpawnSpec, inherited_environment
 from procpilot.controller.states import FAILED_SPAWN, Cause, Exit, ExitStatus, Reason, State
-from procpilot.controller.view import InstanceView, LastExit, LimitView, PoolView, ProgramView
+from procpilot.controller.view import LastExit, LimitView, PoolView, ProgramView
 
 log = logging.getLogger("procpilot.program")
 
@@ -112,8 +112,7 @@ class Program:
     def spawn_spec(self, index: int) -> SpawnSpec:
         """How its processes run: an instance's, and its exec health checks."""
         c = self.config
-        inherited = {k: v for k, v in os.environ.items() if k not in INHERITED_PROTOCOL_ENV}
-        env = {**inherited, **c.env(),
+        env = {**inherited_environment(), **c.env(),
                "PROCPILOT_PROGRAM": self.name, "PROCPILOT_INSTANCE": str(index)}
         return SpawnSpec(argv=c.command, env=env, cwd=c.directory, user=c.user, group=c.group)
 
@@ -664,32 +663,13 @@ class Program:
 
     def view(self, pool: PoolView | None = None) -> ProgramView:
         now, wall = self._now(), self.rt.wall()
-        instances = []
-        for i in (self.instances[k] for k in sorted(self.instances)):
-            run = i.run
-            serving = i.serving
-            instances.append(InstanceView(
-                id=i.id,
-                state=i.state.value,
-                pid=i.pid,
-                uptime_seconds=round(now - run.started, 3) if run else None,
-                restarts=i.restarts,
-                rss_bytes=run.rss_bytes if run else None,
-                backoff_seconds=max(0.0, i.backoff_until - now) if i.backoff_until else 0.0,
-                last_exit=i.last_exit,
-                started_at=wall - (now - run.started) if run else None,
-                cgroup_memory_bytes=run.cgroup_memory_bytes if run else None,
-                tasks=run.tasks if run else None,
-                ready=i.ready,
-                status_text=run.status_text if run else None,
-                replacing=serving.child.pid if serving else None,
-            ))
+        instances = tuple(self.instances[k].view(now, wall) for k in sorted(self.instances))
         return ProgramView(
             program=self.name,
             state=self.state.value,
             desired=self.desired,
             pool=pool,
-            instances=tuple(instances),
+            instances=instances,
             restarts=dict(self.restarts),
             exit_code=self.exit_code,
             limits=self.limits(),

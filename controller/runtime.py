@@ -42,7 +42,13 @@ from procpilot.controller.isolation import Usage as CellUsage
 from procpilot.controller.logsink import LogFiles, PipeReader, Sink
 from procpilot.controller.notify import Notice, NotifySocket
 from procpilot.controller.reaper import Reaper
-from procpilot.controller.spawn import SpawnSpec, run_to_exit, signal_group, spawn
+from procpilot.controller.spawn import (
+    SpawnSpec,
+    inherited_environment,
+    run_to_exit,
+    signal_group,
+    spawn,
+)
 from procpilot.controller.states import ExitStatus
 from procpilot.controller.usage import tree_members
 from procpilot.core.cpu import CpuTracker
@@ -484,7 +490,8 @@ class ProcessRuntime:
 
     async def deliver(self, hook: Hook, body: bytes, env: Mapping[str, str]) -> None:
         if hook.command is not None:
-            spec = SpawnSpec(hook.command, {**os.environ, **env}, capture_output=False)
+            spec = SpawnSpec(hook.command, {**inherited_environment(), **env},
+                             capture_output=False)
             try:
                 status = await run_to_exit(spec, self.reaper)
             except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:

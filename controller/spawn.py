@@ -69,6 +69,11 @@ INHERITED_PROTOCOL_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_F
 """Meant for the controller itself (when systemd runs it), never for what it starts."""
 
 
+def inherited_environment() -> dict[str, str]:
+    """The controller's environment as what it starts inherits it."""
+    return {k: v for k, v in os.environ.items() if k not in INHERITED_PROTOCOL_ENV}
+
+
 log = logging.getLogger("procpilot.spawn")
 
 def _pdeathsig_preexec(parent: int) -> Callable[[], None]:

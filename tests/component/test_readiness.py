@@ -3,34 +3,13 @@ ready: health, ready_timeout, and what "running" and "failed_start" mean with ea
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 import pytest
 
-from procpilot.controller.config import ProgramConfig
 from procpilot.controller.hooks import Event
-from procpilot.controller.program import Program, wait_all
+from procpilot.controller.program import wait_all
 from procpilot.controller.states import State
-from tests.support.fakes import FakeRuntime, run, sleep
-
-FAST = {"start_seconds": "1s", "stop": {"timeout": "5s"},
-        "restart": {"delay": "1s", "jitter": 0, "max_restarts": 5, "window": "1h"}}
-
-
-def program(rt: FakeRuntime, events: list[Event] | None = None, **config: Any) -> Program:
-    cfg = ProgramConfig.model_validate({"command": "serve", **FAST, **config})
-    p = Program("web", cfg, rt, events.append if events is not None else None)
-    p.ensure_instances()
-    return p
-
-
-def on_runtime(test: Callable[[FakeRuntime], Coroutine[Any, Any, None]]) -> None:
-    async def main() -> None:
-        await test(FakeRuntime(asyncio.get_running_loop()))
-
-    run(main)
+from tests.component.test_program import on_program, program
+from tests.support.fakes import FakeRuntime, sleep
 
 
 def test_notify_program_is_starting_until_ready_1_however_long_it_takes() -> None:
@@ -48,7 +27,7 @@ def test_notify_program_is_starting_until_ready_1_however_long_it_takes() -> Non
         assert inst.ready
         assert p.view().instances[0].status().get("status_text") == "serving"
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_an_exit_before_ready_1_is_a_failed_start_even_after_start_seconds() -> None:
@@ -66,7 +45,7 @@ def test_an_exit_before_ready_1_is_a_failed_start_even_after_start_seconds() -> 
         await sleep(0)
         assert p.restarts == {"failed_start": 1, "exit": 1}
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_not_ready_within_ready_timeout_restarts_with_that_reason() -> None:
@@ -81,7 +60,7 @@ def test_not_ready_within_ready_timeout_restarts_with_that_reason() -> None:
         last = p.instances[0].last_exit
         assert last is not None and last.reason == "ready_timeout"
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_stopping_1_makes_an_instance_not_ready_while_it_still_runs() -> None:
@@ -95,7 +74,7 @@ def test_stopping_1_makes_an_instance_not_ready_while_it_still_runs() -> None:
         inst = p.instances[0]
         assert (inst.state, inst.ready) == (State.RUNNING, False)
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_watchdog_restarts_an_instance_that_stops_pinging() -> None:
@@ -119,7 +98,7 @@ def test_watchdog_restarts_an_instance_that_stops_pinging() -> None:
         await sleep(0.1)
         assert p.restarts == {"watchdog": 2}
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_ready_health_is_the_first_passing_check_and_failures_before_it_do_not_count() -> None:
@@ -135,7 +114,7 @@ def test_ready_health_is_the_first_passing_check_and_failures_before_it_do_not_c
         await sleep(3.5)
         assert p.restarts == {"health": 1}  # counted from ready on
 
-    on_runtime(test)
+    on_program(test)
 
 
 def test_a_notify_program_gets_a_notify_socket_and_others_do_not() -> None:
@@ -147,14 +126,14 @@ def test_a_notify_program_gets_a_notify_socket_and_others_do_not() -> None:
             assert (rt.children[-1].notify_to is not None) == told
             await wait_all(p.stop())
 
-    on_runtime(test)
+    on_program(test)
 
 
 @pytest.mark.parametrize(("ready", "seconds"), [("start_seconds", 1.0), ("notify", None)])
 def test_events_carry_the_story_and_the_last_lines(ready: str, seconds: float | None) -> None:
     async def test(rt: FakeRuntime) -> None:
         events: list[Event] = []
-        p = program(rt, events, ready=ready)
+        p = program(rt, on_event=events.append, ready=ready)
         p.start()
         await sleep(0.1)
         child = rt.current("web")
@@ -171,4 +150,4 @@ def test_events_carry_the_story_and_the_last_lines(ready: str, seconds: float | 
         assert (exited.instance, exited.pid, exited.exit_code) == ("web:0", child.pid, 3)
         assert exited.log_tail == tuple(f"line {n}" for n in range(5, 15))
 
-    on_runtime(test)
+    on_program(test)
