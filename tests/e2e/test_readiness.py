@@ -55,9 +55,9 @@ def test_only_an_instances_own_processes_can_notify_for_it(tmp_path: Path) -> No
         c.wait_state("wrapped", "running")
         cells = c.metric("procpilot_controller_isolation_info", backend="none") is None
         c.wait_state("detached", "running" if cells else "starting")
-        quiet = c.wait_state("quiet", "starting")
+        pid = c.wait_state("quiet", "starting")["pid"]
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stranger:  # this test
-            stranger.sendto(b"READY=1", _notify_socket(quiet["pid"]))
+            stranger.sendto(b"READY=1", _notify_socket(pid))
         rejected = 0 if cells else 1  # without cells, the detached one's READY=1 too
         wait_for(lambda: c.metric("procpilot_controller_notifications_rejected_total")
                  == rejected + 1, what="the stranger's READY=1 dropped")
