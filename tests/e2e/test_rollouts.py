@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,18 +18,12 @@ from typing import Any
 import pytest
 
 from tests.support.controller import Controller, running
+from tests.support.prometheus import free_port
 from tests.support.service import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 WORKER = str(Path(__file__).parents[1] / "support" / "sd_worker.py")
 REQUEST_LIMIT = 200_000  # per client thread: the clients stop long before
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Results:
