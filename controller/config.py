@@ -708,6 +708,9 @@ class ProgramConfig(Strict):
             raise ValueError("ready: health needs a health section")
         if self.ready == "start_seconds" and self.ready_timeout is not None:
             raise ValueError("ready_timeout applies to ready: notify or health")
+        if self.ready != "start_seconds" and "start_seconds" in self.model_fields_set:
+            raise ValueError(f"start_seconds does not apply to ready: {self.ready} (it is ready "
+                             "when it says so; ready_timeout bounds the wait)")
         if self.watchdog is not None and self.ready != "notify":
             raise ValueError("watchdog needs ready: notify (WATCHDOG=1 comes over NOTIFY_SOCKET)")
         return self

@@ -217,7 +217,9 @@ class Supervisor:
             waits = []
             for program in wave:
                 if unready := self._unready(program):
-                    program.waiting_for = tuple(p.name for p in unready)
+                    program.waiting_for = tuple(p.name for p in unready)  # before any answer
+                    log.info("waiting for dependencies to be ready", extra={"fields": {
+                        "program": program.name, "dependencies": ",".join(program.waiting_for)}})
                     self._spawn_task(self._start_when_ready(program, targets.get(program.name)))
                 else:
                     waits += program.start(targets.get(program.name))
@@ -226,9 +228,11 @@ class Supervisor:
     async def _start_when_ready(self, program: Program, index: int | None) -> None:
         try:
             while (unready := self._unready(program)) and not program.removed:
-                program.waiting_for = tuple(p.name for p in unready)
-                log.info("waiting for dependencies to be ready", extra={"fields": {
-                    "program": program.name, "dependencies": ",".join(program.waiting_for)}})
+                names = tuple(p.name for p in unready)
+                if names != program.waiting_for:
+                    log.info("waiting for dependencies to be ready", extra={"fields": {
+                        "program": program.name, "dependencies": ",".join(names)}})
+                program.waiting_for = names
                 await _next_change([i for p in unready for i in _unready_instances(p)])
         finally:
             program.waiting_for = ()

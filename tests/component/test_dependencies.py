@@ -11,7 +11,7 @@ from procpilot.controller.supervisor import Supervisor
 from tests.component.test_supervisor import QUICK, on_supervisor, states, write
 from tests.support.fakes import FakeRuntime, sleep
 
-NOTIFY = {**QUICK, "ready": "notify"}
+NOTIFY = {"stop": QUICK["stop"], "ready": "notify"}
 
 
 def started(rt: FakeRuntime) -> list[tuple[str, float]]:

@@ -29,7 +29,10 @@ FAST = {"start_seconds": "1s", "stop": {"timeout": "10s"},
 
 def program(rt: FakeRuntime, command: str = "serve", on_event: Callable[[Event], None] | None
             = None, **config: Any) -> Program:
-    cfg = ProgramConfig.model_validate({"command": command, **FAST, **config})
+    body = {"command": command, **FAST, **config}
+    if body.get("ready", "start_seconds") != "start_seconds":
+        del body["start_seconds"]  # ready says when instead (and the config refuses both)
+    cfg = ProgramConfig.model_validate(body)
     p = Program("web", cfg, rt, on_event)
     p.ensure_instances()
     return p

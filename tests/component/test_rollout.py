@@ -67,7 +67,8 @@ def test_rolling_restart_keeps_capacity(tmp_path: Path, rollout: dict[str, int],
 def test_a_replacement_that_never_gets_ready_halts_and_the_old_process_serves_on(
     tmp_path: Path,
 ) -> None:
-    programs = {"pool": {**POOL, "ready": "notify", "ready_timeout": "1m",
+    notify = {k: v for k, v in POOL.items() if k != "start_seconds"}
+    programs = {"pool": {**notify, "ready": "notify", "ready_timeout": "1m",
                          "restart": {"delay": "1s", "max_restarts": 1}}}
 
     async def test(sup: Supervisor, rt: FakeRuntime) -> None:

@@ -63,6 +63,7 @@ def test_a_full_program_is_normalised(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("body", "error"), [
     ("ready: health", "ready: health needs a health section"),
     ("ready_timeout: 5s", "ready_timeout applies to ready: notify or health"),
+    ("ready: notify\n    start_seconds: 5s", "start_seconds does not apply to ready: notify"),
     ("watchdog: 5s", "watchdog needs ready: notify"),
     ("ready: soon", "ready: Input should be 'start_seconds', 'notify' or 'health'"),
     ("hooks: [{events: [exited]}]", "a hook needs exactly one of command, url"),
