@@ -48,7 +48,7 @@ def peer_uid(sock: socket.socket) -> int:
     return uid
 
 
-def remove_stale(path: str) -> None:
+def remove_stale(path: str, owner: str = "another controller") -> None:
     """Remove a socket file left by a dead process; refuse to steal a live one."""
     try:
         mode = os.lstat(path).st_mode
@@ -62,7 +62,7 @@ def remove_stale(path: str) -> None:
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)
             return
-    raise OSError(f"{path}: another controller is listening on it")
+    raise OSError(f"{path}: {owner} is listening on it")
 
 
 # The kernel's format of the system.posix_acl_access attribute (what setfacl writes): a

@@ -209,7 +209,7 @@ class SocketListener:
     def __init__(self, address: str) -> None:
         self.path = address.removeprefix("unix:") if address.startswith("unix:") else None
         if self.path is not None:
-            remove_stale(self.path)
+            remove_stale(self.path, "another process")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(self.path)
