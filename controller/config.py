@@ -9,13 +9,15 @@ parses strings again.
 
 from __future__ import annotations
 
+import glob
 import grp
 import json
+import os
 import pwd
 import re
 import shlex
 import signal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,11 +32,25 @@ from pydantic import (
     model_validator,
 )
 
+from procpilot.controller import depends
 from procpilot.controller.autoscale import Policy, Target
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.isolation import Limits as CellLimits
-from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, MAX_INSTANCES, PROGRAM_NAME
-from procpilot.core.configfile import ConfigError, Strict, format_error, load_yaml
+from procpilot.controller.protocol import (
+    ALL,
+    DEFAULT_SOCKET,
+    MAX_INSTANCES,
+    PROGRAM_NAME,
+    signal_number,
+)
+from procpilot.core.configfile import (
+    ConfigError,
+    Location,
+    Strict,
+    format_error,
+    format_problems,
+    load_yaml,
+)
 from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
 
@@ -43,6 +59,7 @@ __all__ = [
 ]
 
 RESERVED_NAMES = frozenset({ALL})
+READY_TIMEOUT = 90.0  # default ready_timeout, systemd's default start timeout
 
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
@@ -106,18 +123,7 @@ _ENV_SCHEMA: dict[str, Any] = {"anyOf": [
 
 def _signal(value: object) -> int:
     """TERM, SIGTERM, term or 15 -> 15."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value not in signal.valid_signals():
-            raise ValueError(f"{value}: not a signal number on this system")
-        return value
-    if isinstance(value, str):
-        name = value.strip().upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            pass
-    raise ValueError(f"{value!r}: expected a signal name such as TERM, INT, HUP or a number")
+    return signal_number(value)
 
 
 def _scalar_str(value: object) -> object:
@@ -284,6 +290,12 @@ class Logs(Strict):
     )
     max_size: Bytes = Field(default=10 * 1024**2, gt=0, description="Rotate past this size.")
     backups: int = Field(default=5, ge=0, description="Rotated files kept (.1 is the newest).")
+    stderr: Literal["merged", "separate"] = Field(
+        default="merged",
+        description="merged: stderr in the same file as stdout; separate: in "
+        "<program>-<instance>.err.log.")
+    timestamps: StrictBool = Field(
+        default=False, description="Start each line with the time it was read, RFC 3339 UTC.")
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -341,6 +353,80 @@ class Health(Strict):
     def tcp_address(self) -> tuple[str, int]:
         """(host, port) of the tcp check; only meaningful when tcp is set."""
         return split_host_port(self.tcp or "")
+
+
+HookEvent = Literal["started", "ready", "exited", "backoff", "fatal", "memory_kill", "scaled"]
+HOOK_EVENTS: tuple[str, ...] = get_args(HookEvent)
+
+
+class Hook(Strict):
+    """A command run, or a URL posted to, on instance events (see hooks.py)."""
+
+    events: tuple[HookEvent, ...] = Field(
+        min_length=1, description="Events that run it: " + ", ".join(HOOK_EVENTS) + ".")
+    command: Argv | None = Field(
+        default=None, description="Run with the event in PROCPILOT_* environment variables.")
+    url: HttpUrl | None = Field(default=None, description="http(s) URL the event is POSTed to "
+                                "as JSON; a 2xx answer is success.")
+    timeout: Seconds = Field(default=10.0, gt=0, description="A slower hook is a failure (a "
+                             "command is killed).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Hook:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("a hook needs exactly one of command, url")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "command" if self.command is not None else "webhook"
+
+
+class Rollout(Strict):
+    """How a changed program's instances are replaced (reload, restart --rolling)."""
+
+    strategy: Literal["rolling", "all-at-once"] = Field(
+        default="rolling", description="rolling: instance by instance, each once the one "
+        "before is ready; all-at-once: stop every instance, then start them.")
+    max_surge: int = Field(
+        default=1, ge=0, le=MAX_INSTANCES, description="Instances replaced at once by starting "
+        "the new process first and stopping the old one once the new is ready.")
+    max_unavailable: int = Field(
+        default=0, ge=0, le=MAX_INSTANCES, description="Ready instances that may be stopped "
+        "at once to be replaced (stop first, then start).")
+
+    @model_validator(mode="after")
+    def _progress(self) -> Rollout:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("max_surge and max_unavailable cannot both be 0: nothing could "
+                             "be replaced")
+        return self
+
+
+SOCKET_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class Socket(Strict):
+    """A listening socket the controller binds and passes to every instance."""
+
+    name: str = Field(pattern=SOCKET_NAME, description="Its name in LISTEN_FDNAMES.")
+    listen: str = Field(description="host:port (TCP; ':port' for every interface) or "
+                        "unix:/absolute/path.")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value.startswith("unix:"):
+            if not value[5:].startswith("/") or "\0" in value:
+                raise ValueError(f"{value!r}: expected unix:/absolute/path")
+            return value
+        try:
+            port = parse_listen_address(value)[1]
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        if port == 0:
+            raise ValueError(f"{value!r}: a shared socket needs a fixed port")
+        return value
 
 
 class ScaleUp(Strict):
@@ -566,6 +652,24 @@ class ProgramConfig(Strict):
     )
     health: Health | None = None
     autoscale: Autoscale | None = Field(default=None, description="Pool scaled on CPU usage.")
+    ready: Literal["start_seconds", "notify", "health"] = Field(
+        default="start_seconds", description="When an instance is ready (running): up for "
+        "start_seconds; when it sends READY=1 (sd_notify); or at its first passing health check.")
+    ready_timeout: Seconds | None = Field(
+        default=None, gt=0, description="With ready notify or health: not ready this long after "
+        "its start -> restart with reason ready_timeout (default 90s).")
+    watchdog: Seconds | None = Field(
+        default=None, gt=0, description="With ready: notify: once ready, no WATCHDOG=1 within "
+        "this long -> restart with reason watchdog.")
+    depends_on: tuple[Annotated[str, Field(pattern=PROGRAM_NAME)], ...] = Field(
+        default=(), description="Programs that must be ready before this one starts; it stops "
+        "before them.")
+    hooks: tuple[Hook, ...] = Field(default=(), description="Commands or webhooks run on this "
+                                    "program's events.")
+    rollout: Rollout = Rollout()
+    sockets: tuple[Socket, ...] = Field(
+        default=(), description="Listening sockets passed to every instance (LISTEN_FDS, fds "
+        "from 3, in this order).")
 
     @model_validator(mode="before")
     @classmethod
@@ -598,12 +702,44 @@ class ProgramConfig(Strict):
             raise ValueError("instances and autoscale are mutually exclusive; use one")
         return self
 
+    @model_validator(mode="after")
+    def _readiness(self) -> ProgramConfig:
+        if self.ready == "health" and self.health is None:
+            raise ValueError("ready: health needs a health section")
+        if self.ready == "start_seconds" and self.ready_timeout is not None:
+            raise ValueError("ready_timeout applies to ready: notify or health")
+        if self.ready != "start_seconds" and "start_seconds" in self.model_fields_set:
+            raise ValueError(f"start_seconds does not apply to ready: {self.ready} (it is ready "
+                             "when it says so; ready_timeout bounds the wait)")
+        if self.watchdog is not None and self.ready != "notify":
+            raise ValueError("watchdog needs ready: notify (WATCHDOG=1 comes over NOTIFY_SOCKET)")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_sockets(self) -> ProgramConfig:
+        for key in ("name", "listen"):
+            values = [getattr(sock, key) for sock in self.sockets]
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"sockets: {key} {twice[0]!r} appears twice")
+        return self
+
+    @property
+    def ready_seconds(self) -> float:
+        """How long ready: notify or health may take (ready_timeout, default 90s)."""
+        return self.ready_timeout if self.ready_timeout is not None else READY_TIMEOUT
+
 
 class ControllerConfig(Strict):
     """Top level of --config.file."""
 
     control: Control = Control()
     isolation: Isolation = Isolation()
+    include: tuple[str, ...] = Field(
+        default=(), description="More files of programs: paths, directories (their *.yaml "
+        "and *.yml) or glob patterns, relative to this file. They hold only programs:.")
+    hooks: tuple[Hook, ...] = Field(default=(), description="Hooks run on every program's "
+                                    "events.")
     programs: dict[
         Annotated[str, Field(pattern=PROGRAM_NAME)], ProgramConfig
     ] = Field(default={}, description="Programs by name ([A-Za-z0-9][A-Za-z0-9_.-]*, not 'all').")
@@ -616,13 +752,89 @@ class ControllerConfig(Strict):
                 raise ValueError(f"{name!r} is reserved (procpilotctl uses it for every program)")
         return value
 
+    def problems(self) -> list[tuple[Location, str]]:
+        """What a single program's model cannot see: depends_on naming unknown programs,
+        later priorities or cycles, and a socket address two programs listen on."""
+        found: list[tuple[Location, str]] = [
+            (("programs", name, "depends_on"), why) for name, why in depends.problems(
+                {n: p.depends_on for n, p in self.programs.items()},
+                {n: p.priority for n, p in self.programs.items()}).items()]
+        owner: dict[str, str] = {}
+        for name, program in self.programs.items():
+            for sock in program.sockets:
+                if sock.listen in owner:
+                    found.append((("programs", name, "sockets"),
+                                  f"{sock.listen} is also a socket of {owner[sock.listen]}"))
+                owner.setdefault(sock.listen, name)
+        return found
+
+
+MAX_INCLUDED_FILES = 1000
+
+
+def _included_files(patterns: object, path: str) -> list[str]:
+    """The files include: names, in order, each once; the main file itself is left out."""
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        return []  # the model reports the type error
+    base = os.path.dirname(os.path.abspath(path))
+    files: list[str] = []
+    for pattern in patterns:
+        where = os.path.join(base, pattern)
+        if any(c in pattern for c in "*?["):
+            found = sorted(f for f in glob.glob(where) if os.path.isfile(f))
+        elif os.path.isdir(where):
+            found = sorted(os.path.join(where, f) for f in os.listdir(where)
+                           if f.endswith((".yaml", ".yml"))
+                           and os.path.isfile(os.path.join(where, f)))
+        elif os.path.exists(where):
+            found = [where]
+        else:
+            raise ConfigError(f"{path}: include: {pattern!r}: no such file or directory")
+        files += [f for f in found if f not in files and not os.path.samefile(f, path)]
+        if len(files) > MAX_INCLUDED_FILES:
+            raise ConfigError(f"{path}: include: more than {MAX_INCLUDED_FILES} files")
+    return files
+
+
+def _with_includes(data: Any, path: str) -> tuple[Any, dict[str, str]]:
+    """data with the programs of its included files added, and the file of each program."""
+    if not isinstance(data, dict) or not isinstance(data.get("programs", {}), dict):
+        return data, {}
+    programs = dict(data.get("programs") or {})
+    sources = dict.fromkeys(programs, path)
+    for file in _included_files(data.get("include", []), path):
+        more = load_yaml(file)
+        if more is None:
+            continue
+        if not isinstance(more, dict) or set(more) - {"programs"} \
+                or not isinstance(more.get("programs") or {}, dict):
+            raise ConfigError(f"{file}: invalid configuration\n  (top level): an included "
+                              "file holds only programs: (a map of name to program)")
+        for name, body in (more.get("programs") or {}).items():
+            if name in sources:
+                raise ConfigError(f"{file}: invalid configuration\n  programs.{name}: "
+                                  f"already defined in {sources[name]}")
+            sources[name] = file
+            programs[name] = body
+    return {**data, "programs": programs}, sources
+
 
 def parse(data: Any, source: str) -> ControllerConfig:
-    """Validate already-parsed YAML; source names the file in errors."""
+    """Validate already-parsed YAML with its includes; errors name the file of each key."""
+    data, sources = _with_includes(data, source)
+
+    def file_of(loc: Location) -> str:
+        in_programs = len(loc) > 1 and loc[0] == "programs"
+        return sources.get(str(loc[1]), source) if in_programs else source
+
     try:
-        return ControllerConfig.model_validate({} if data is None else data)
+        config = ControllerConfig.model_validate({} if data is None else data)
     except ValidationError as e:
-        raise ConfigError(format_error(source, e)) from None
+        raise ConfigError(format_error(source, e, file_of)) from None
+    problems = config.problems()
+    if problems:
+        raise ConfigError(format_problems(problems, file_of))
+    return config
 
 
 def load(path: str) -> ControllerConfig:

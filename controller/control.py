@@ -48,8 +48,8 @@ def peer_uid(sock: socket.socket) -> int:
     return uid
 
 
-def _remove_stale(path: str) -> None:
-    """Remove a socket file left by a dead controller; refuse to steal a live one."""
+def remove_stale(path: str, owner: str = "another controller") -> None:
+    """Remove a socket file left by a dead process; refuse to steal a live one."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -62,7 +62,7 @@ def _remove_stale(path: str) -> None:
         except (ConnectionRefusedError, FileNotFoundError):
             os.unlink(path)
             return
-    raise OSError(f"{path}: another controller is listening on it")
+    raise OSError(f"{path}: {owner} is listening on it")
 
 
 # The kernel's format of the system.posix_acl_access attribute (what setfacl writes): a
@@ -98,7 +98,7 @@ def allow_uids(path: str, uids: Collection[int]) -> None:
 
 def bind_socket(path: str) -> socket.socket:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _remove_stale(path)
+    remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:

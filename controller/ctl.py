@@ -13,7 +13,12 @@ import re
 import sys
 import time
 
-from procpilot.controller.protocol import DEFAULT_SOCKET, MAX_INSTANCES, PROGRAM_NAME
+from procpilot.controller.protocol import (
+    DEFAULT_SOCKET,
+    MAX_INSTANCES,
+    PROGRAM_NAME,
+    signal_number,
+)
 
 TYPE_CHECKING = False  # see protocol.py: no typing module at run time
 if TYPE_CHECKING:
@@ -44,6 +49,13 @@ def _count(value: str) -> int | str:
         f"{value!r}: expected a number of instances (at most {MAX_INSTANCES}) or auto")
 
 
+def _signal(value: str) -> int:
+    try:
+        return signal_number(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _seconds(value: str) -> float:
     from procpilot.core.units import parse_duration  # only when --timeout is given
 
@@ -67,6 +79,13 @@ def parser() -> argparse.ArgumentParser:
     for cmd in ("start", "stop", "restart"):
         sub.add_parser(cmd, help=f"{cmd} a program, one instance or all").add_argument(
             "target", type=target, metavar="PROGRAM[:INSTANCE]|all")
+    sub.choices["restart"].add_argument(
+        "--rolling", action="store_true",
+        help="one instance at a time, each once the one before is ready (see rollout)")
+    sig = sub.add_parser("signal", help="send a signal to the process group of a program's "
+                         "instances, or of one")
+    sig.add_argument("target", type=target, metavar="PROGRAM[:INSTANCE]|all")
+    sig.add_argument("signal", type=_signal, metavar="SIGNAL", help="HUP, SIGUSR1, 10...")
     sub.add_parser("reload", help="re-read the config file")
     sub.add_parser("shutdown", help="stop every program and the controller")
     logs = sub.add_parser("logs", help="print a program's log files (with --json: their names)")
@@ -92,6 +111,10 @@ def _message(args: argparse.Namespace) -> Request:
         message["count"] = args.count
         if args.force:
             message["force"] = True
+    if getattr(args, "rolling", False):
+        message["rolling"] = True
+    if args.cmd == "signal":
+        message["signal"] = args.signal
     return message
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from procpilot.controller.hooks import FAILURE_REASONS
 from procpilot.controller.isolation import CHOICES
 from procpilot.controller.states import RESTART_REASONS, State
 from procpilot.core.metricdef import Family
@@ -11,12 +12,17 @@ CPU_MODES = ("user", "system")
 RELOAD_RESULTS = ("success", "failure")
 SCALE_DIRECTIONS = ("up", "down")
 ISOLATION_BACKENDS = tuple(c for c in CHOICES if c != "auto")
+HOOK_KINDS = ("command", "webhook")
 
 PROGRAM_STATE = Family(
     "procpilot_program_state", "gauge", "One-hot program state (see the README's states).",
     ("program", "state"), {"state": STATES})
 PROGRAM_INSTANCES = Family(
     "procpilot_program_instances", "gauge", "Instances running.", ("program",))
+PROGRAM_READY = Family(
+    "procpilot_program_ready_instances", "gauge",
+    "Instances ready (serving): running and not announcing STOPPING=1, or, during a rolling "
+    "restart, still served by the process being replaced.", ("program",))
 PROGRAM_DESIRED = Family(
     "procpilot_program_desired_instances", "gauge",
     "Instances wanted (for pools: the autoscaler's or the pinned count).", ("program",))
@@ -89,6 +95,19 @@ LEFTOVERS_KILLED = Family(
     "procpilot_controller_leftover_processes_killed_total", "counter",
     "Processes found at start-up in cgroups an earlier controller left (after a crash or "
     "SIGKILL), and killed.")
+HOOK_RUNS = Family(
+    "procpilot_controller_hook_runs_total", "counter",
+    "Hooks run (commands and webhooks), failed ones included.", ("kind",),
+    {"kind": HOOK_KINDS})
+HOOK_FAILURES = Family(
+    "procpilot_controller_hook_failures_total", "counter",
+    "Hooks that failed (non-zero exit, non-2xx answer, no connection), timed out, or were "
+    "dropped because too many were waiting; each is also a 'hook failed' log line.",
+    ("kind", "reason"), {"kind": HOOK_KINDS, "reason": FAILURE_REASONS})
+NOTIFICATIONS_REJECTED = Family(
+    "procpilot_controller_notifications_rejected_total", "counter",
+    "Datagrams on the notify socket from a process of no instance (or unreadable ones), "
+    "dropped.")
 BUILD_INFO = Family(
     "procpilot_controller_build_info", "gauge",
     "A metric with a constant '1' value labeled by version and Python version.",
@@ -137,11 +156,12 @@ POOL_AT_MAX = Family(
     "otherwise and while pinned.", ("program",))
 
 CONTROLLER = (
-    PROGRAM_STATE, PROGRAM_INSTANCES, PROGRAM_DESIRED, PROGRAM_RESTARTS, PROGRAM_EXIT_CODE,
-    PROGRAM_BACKOFF, PROGRAM_START_TIME, PROGRAM_RESIDENT_MEMORY, INSTANCE_RESIDENT_MEMORY,
-    PROGRAM_MEMORY_LIMIT, PROGRAM_CGROUP_MEMORY, PROGRAM_CPU, PROGRAM_CPU_LIMIT,
-    PROGRAM_CPU_THROTTLED, PROGRAM_TASKS, PROGRAM_TASKS_LIMIT, REAPED, RELOADS, LAST_RELOAD_OK,
-    LAST_RELOAD_TIME, ISOLATION_INFO, LEFTOVERS_KILLED, BUILD_INFO,
+    PROGRAM_STATE, PROGRAM_INSTANCES, PROGRAM_READY, PROGRAM_DESIRED, PROGRAM_RESTARTS,
+    PROGRAM_EXIT_CODE, PROGRAM_BACKOFF, PROGRAM_START_TIME, PROGRAM_RESIDENT_MEMORY,
+    INSTANCE_RESIDENT_MEMORY, PROGRAM_MEMORY_LIMIT, PROGRAM_CGROUP_MEMORY, PROGRAM_CPU,
+    PROGRAM_CPU_LIMIT, PROGRAM_CPU_THROTTLED, PROGRAM_TASKS, PROGRAM_TASKS_LIMIT, REAPED,
+    RELOADS, LAST_RELOAD_OK, LAST_RELOAD_TIME, ISOLATION_INFO, LEFTOVERS_KILLED, HOOK_RUNS,
+    HOOK_FAILURES, NOTIFICATIONS_REJECTED, BUILD_INFO,
 )
 POOL = (
     POOL_WORKERS, POOL_DESIRED, POOL_MIN, POOL_MAX, POOL_UTILIZATION, POOL_CPU_TARGET,

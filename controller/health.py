@@ -1,4 +1,5 @@
-"""Liveness checks (exec, http, tcp) run as asyncio tasks, one per running instance.
+"""Health checks (exec, http, tcp) run as asyncio tasks, one per running instance: liveness
+and, with ``ready: health``, readiness.
 
 exec checks are spawned through the reaper like everything else (an asyncio subprocess would
 bring its own child watcher); a check that outlives its timeout is killed with its group.
@@ -11,65 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from urllib.parse import urlsplit
 
+from procpilot.controller import http
 from procpilot.controller.config import Health
 from procpilot.controller.reaper import Reaper
-from procpilot.controller.spawn import SpawnSpec, spawn
+from procpilot.controller.spawn import SpawnSpec, run_to_exit
 
 log = logging.getLogger(__name__)
 
 
 async def _exec_check(spec: SpawnSpec, reaper: Reaper, timeout: float) -> bool:
-    child = spawn(spec, reaper)
     try:
-        status = await asyncio.wait_for(asyncio.shield(child.exited), timeout)
+        status = await asyncio.wait_for(run_to_exit(spec, reaper), timeout)
     except TimeoutError:
-        child.signal_group(signal.SIGKILL)
-        await child.exited
         return False
-    except asyncio.CancelledError:  # the instance stopped: its check must not outlive it
-        child.signal_group(signal.SIGKILL)
-        raise
     return status.code == 0
 
 
-def _insecure_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 async def _http_check(url: str) -> bool:
-    parts = urlsplit(url)
-    https = parts.scheme == "https"
-    host = parts.hostname or ""
-    port = parts.port or (443 if https else 80)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=_insecure_context() if https else None
-    )
-    try:
-        host_header = parts.netloc.rpartition("@")[2]
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: procpilot-health\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        status_line = await reader.readline()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    fields = status_line.split()
-    return len(fields) >= 2 and fields[1].isdigit() and 200 <= int(fields[1]) < 400
+    return 200 <= await http.request(url, verify=False) < 400
 
 
 async def _tcp_check(host: str, port: int) -> bool:
@@ -99,9 +62,12 @@ async def check_once(health: Health, reaper: Reaper, program: SpawnSpec) -> bool
 
 
 async def monitor(health: Health, check: Callable[[], Awaitable[bool]],
-                  on_unhealthy: Callable[[], None]) -> None:
+                  on_unhealthy: Callable[[], None],
+                  on_ready: Callable[[], None] | None = None) -> None:
     """Check every interval after start_period; call on_unhealthy at failure_threshold in a row.
 
+    With ``on_ready`` (``ready: health``) the first passing check calls it, and failures
+    count only from then on: until then the instance is starting, which ready_timeout bounds.
     The caller cancels the task when the instance stops; on_unhealthy is called at most once.
     """
     await asyncio.sleep(health.start_period)
@@ -109,7 +75,10 @@ async def monitor(health: Health, check: Callable[[], Awaitable[bool]],
     while True:
         if await check():
             failures = 0
-        else:
+            if on_ready is not None:
+                on_ready()
+                on_ready = None
+        elif on_ready is None:
             failures += 1
             if failures >= health.failure_threshold:
                 on_unhealthy()

@@ -7,6 +7,9 @@ after :data:`PARTIAL_LIMIT` bytes is written as it is, and the file is not rotat
 that line ends, which bounds memory per instance without ever splitting a line.
 A partial last line at end of output gets a newline so the next process's output starts
 on its own line.
+
+Sinks stack: :class:`Timestamps` starts each line with the time it was read and
+:class:`Tail` keeps an instance's last lines for hooks, each passing everything on.
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Protocol
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from procpilot.controller.config import Logs
 
 READ_SIZE = 64 * 1024
 PARTIAL_LIMIT = 64 * 1024
+DRAIN_READS = 16  # at an exit, at most this many reads of what is left in the pipe
+TAIL_LINES = 10  # last lines of an instance's output a hook gets
+TAIL_LINE_BYTES = 512  # each cut to this
 
 
 class Sink(Protocol):
@@ -103,6 +115,47 @@ class RotatingFile:
                 self.rotate()
 
 
+def rfc3339(unix: float) -> str:
+    """2024-05-01T12:00:00.123Z: RFC 3339 in UTC, to the millisecond."""
+    ms = int(unix * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+class Timestamps:
+    """Starts every line with the wall-clock time it was read and a space; a line that
+    arrives in pieces gets the time of its first piece."""
+
+    def __init__(self, sink: Sink, clock: Callable[[], float]) -> None:
+        self.sink = sink
+        self.clock = clock
+        self._mid_line = False
+
+    def write(self, data: bytes, complete: bool) -> None:
+        stamp = rfc3339(self.clock()).encode() + b" "
+        body = data.replace(b"\n", b"\n" + stamp)
+        if complete:  # nothing follows the last newline yet
+            body = body[: -len(stamp)]
+        if not self._mid_line:
+            body = stamp + body
+        self._mid_line = not complete
+        self.sink.write(body, complete)
+
+
+class Tail:
+    """Passes everything on and keeps the last lines in ``lines`` (shared by an instance's
+    stdout and stderr), each cut to TAIL_LINE_BYTES."""
+
+    def __init__(self, sink: Sink, lines: deque[bytes]) -> None:
+        self.sink = sink
+        self.lines = lines
+
+    def write(self, data: bytes, complete: bool) -> None:
+        self.sink.write(data, complete)
+        if complete:
+            for line in data.rsplit(b"\n", TAIL_LINES + 1)[-TAIL_LINES - 1 : -1]:
+                self.lines.append(line[:TAIL_LINE_BYTES])
+
+
 class PrefixedStream:
     """Lines to a file descriptor (the controller's stderr), each prefixed with its source."""
 
@@ -134,11 +187,12 @@ class LogFiles:
         self._files: dict[str, RotatingFile] = {}
 
     def get(self, path: str, max_size: int, backups: int) -> RotatingFile:
+        """The file at path, with these settings from now on (processes still writing to
+        it keep their handle: a rolling restart changes settings under them)."""
         f = self._files.get(path)
-        if f is None or (f.max_size, f.backups) != (max_size, backups):
-            if f is not None:
-                f.close()
+        if f is None:
             f = self._files[path] = RotatingFile(path, max_size, backups)
+        f.max_size, f.backups = max_size, backups
         return f
 
     def reopen_all(self) -> None:
@@ -169,15 +223,28 @@ class PipeReader:
 
     def _on_readable(self) -> None:
         # One read per wake-up: a flooding child cannot starve the rest of the loop.
+        self._read()
+
+    def drain(self) -> None:
+        """Read what is in the pipe now (up to DRAIN_READS reads): when the process
+        exited, its last lines, before its exit is told to anyone."""
+        for _ in range(DRAIN_READS):
+            if not self._read():
+                return
+
+    def _read(self) -> bool:
+        """One read; False when there was nothing (more) to read."""
+        if self.done.done():
+            return False
         try:
             chunk = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             chunk = b""
         if not chunk:
             self.close()
-            return
+            return False
         data = self._partial + chunk
         cut = data.rfind(b"\n") + 1
         if cut:
@@ -188,6 +255,7 @@ class PipeReader:
             self.sink.write(self._partial, complete=False)
             self._partial = b""
             self._fragment_open = True
+        return True
 
     def close(self) -> None:
         """Stop reading; a partial last line is written with a newline added."""
@@ -199,3 +267,26 @@ class PipeReader:
             self.sink.write(self._partial + b"\n", complete=True)
             self._partial = b""
         self.done.set_result(None)
+
+
+def log_paths(logs: Logs, program: str, index: int) -> list[str]:
+    """An instance's files: <program>-<index>.log, and .err.log with stderr: separate."""
+    base = os.path.join(logs.directory, f"{program}-{index}")
+    return [f"{base}.log", *([f"{base}.err.log"] if logs.stderr == "separate" else [])]
+
+
+def instance_sinks(logs: Logs | None, program: str, index: int, *, files: LogFiles,
+                   clock: Callable[[], float], tail: deque[bytes]) -> tuple[Sink, Sink | None]:
+    """Where an instance's stdout and, when kept apart, stderr go: its files (or the
+    controller's stderr, prefixed, without ``logs``), with timestamps when asked, through
+    its tail."""
+    if logs is None:
+        return Tail(PrefixedStream(f"{program}:{index} | "), tail), None
+    os.makedirs(logs.directory, exist_ok=True)
+    sinks: list[Sink] = []
+    for path in log_paths(logs, program, index):
+        sink: Sink = files.get(path, logs.max_size, logs.backups)
+        if logs.timestamps:
+            sink = Timestamps(sink, clock)
+        sinks.append(Tail(sink, tail))
+    return sinks[0], sinks[1] if len(sinks) > 1 else None

@@ -30,13 +30,16 @@ class ControllerCollector(Collector):
         isolation.add_metric([view.isolation], 1)
         yield from (reaped, reloads, f.LAST_RELOAD_OK.of(1 if view.last_reload_ok else 0),
                     f.LAST_RELOAD_TIME.of(view.last_reload_success), isolation,
-                    f.LEFTOVERS_KILLED.of(view.leftovers_killed), build_info(f.BUILD_INFO))
+                    f.LEFTOVERS_KILLED.of(view.leftovers_killed), *hook_families(view),
+                    f.NOTIFICATIONS_REJECTED.of(view.notifications_rejected),
+                    build_info(f.BUILD_INFO))
 
 
 def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
     """The procpilot_program_* families, with series for every program."""
     state, instances, desired = f.PROGRAM_STATE.new(), f.PROGRAM_INSTANCES.new(), \
         f.PROGRAM_DESIRED.new()
+    ready = f.PROGRAM_READY.new()
     restarts, exit_code, backoff = f.PROGRAM_RESTARTS.new(), f.PROGRAM_EXIT_CODE.new(), \
         f.PROGRAM_BACKOFF.new()
     start_time, rss, rss_each = f.PROGRAM_START_TIME.new(), f.PROGRAM_RESIDENT_MEMORY.new(), \
@@ -51,6 +54,7 @@ def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
             state.add_metric([name, s], 1.0 if prog.state == s else 0.0)
         running = prog.running
         instances.add_metric([name], len(running))
+        ready.add_metric([name], sum(i.ready for i in prog.instances))
         desired.add_metric([name], prog.desired)
         for reason in f.PROGRAM_RESTARTS.values["reason"]:
             restarts.add_metric([name, reason], prog.restarts.get(reason, 0))
@@ -79,8 +83,18 @@ def program_families(programs: Sequence[ProgramView]) -> list[Metric]:
             throttled.add_metric([name], prog.cpu_throttled)
         cpu.add_metric([name, "user"], prog.cpu_user)
         cpu.add_metric([name, "system"], prog.cpu_system)
-    return [state, instances, desired, restarts, exit_code, backoff, start_time, rss, rss_each,
-            limit, cgroup_memory, cpu, cpu_limit, throttled, tasks, tasks_limit]
+    return [state, instances, ready, desired, restarts, exit_code, backoff, start_time, rss,
+            rss_each, limit, cgroup_memory, cpu, cpu_limit, throttled, tasks, tasks_limit]
+
+
+def hook_families(view: ControllerView) -> list[Metric]:
+    """Hooks run and failed, every kind and reason from 0."""
+    runs, failures = f.HOOK_RUNS.new(), f.HOOK_FAILURES.new()
+    for kind in f.HOOK_KINDS:
+        runs.add_metric([kind], view.hook_runs.get(kind, 0))
+        for reason in f.HOOK_FAILURES.values["reason"]:
+            failures.add_metric([kind, reason], view.hook_failures.get((kind, reason), 0))
+    return [runs, failures]
 
 
 def pool_families(programs: Sequence[ProgramView]) -> list[Metric]:

@@ -2,9 +2,15 @@
 
 Everything here runs on the event loop thread; waiting is a loop timer (``call_later``) or a
 future, never a sleep, so a program in backoff holds up nothing. The decisions (what an exit
-means, how long to back off) are the pure functions of ``states`` and ``backoff``; this module
-only carries them out through the :class:`~procpilot.controller.runtime.Runtime` (start,
-signal, kill) and keeps the books that status and metrics read.
+means, how long to back off, what a rollout does next) are the pure functions of ``states``,
+``backoff`` and ``rolling``; this module only carries them out through the
+:class:`~procpilot.controller.runtime.Runtime` (start, signal, kill) and keeps the books that
+status, metrics and hooks read.
+
+An instance is *running* once it is ready: up for ``start_seconds`` (the default), or when it
+sent READY=1 (``ready: notify``), or at its first passing health check (``ready: health``).
+An exit before that is a failed start. Once ready, a ``watchdog`` restarts it unless
+WATCHDOG=1 keeps coming.
 
 When an instance's main process exits on its own, whatever is left of it is killed at once:
 leftovers of a crashed instance would otherwise pile up across restarts (and keep its output
@@ -21,16 +27,19 @@ import os
 import signal
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 
-from procpilot.controller import health, states
+from procpilot.controller import health, rolling, states
 from procpilot.controller.backoff import Backoff
 from procpilot.controller.config import ProgramConfig
+from procpilot.controller.hooks import Event
 from procpilot.controller.instance import Instance, Run, pick_to_stop
-from procpilot.controller.logsink import PrefixedStream, Sink
-from procpilot.controller.runtime import Runtime, SpawnFailed, Usage
-from procpilot.controller.spawn import SpawnSpec
-from procpilot.controller.states import FAILED_SPAWN, Cause, Exit, ExitStatus, State
-from procpilot.controller.view import InstanceView, LastExit, LimitView, PoolView, ProgramView
+from procpilot.controller.logsink import instance_sinks, log_paths
+from procpilot.controller.notify import Notice
+from procpilot.controller.runtime import Listener, Runtime, SpawnFailed, Usage
+from procpilot.controller.spawn import SpawnSpec, inherited_environment
+from procpilot.controller.states import FAILED_SPAWN, Cause, Exit, ExitStatus, Reason, State
+from procpilot.controller.view import LastExit, LimitView, PoolView, ProgramView
 
 log = logging.getLogger("procpilot.program")
 
@@ -47,25 +56,35 @@ def _restarted(state: State) -> bool:
     return state not in (State.STOPPING, State.STARTING)
 
 
+def _gone(inst: Instance) -> Callable[[State], bool]:
+    """Stopped, and no process it was replacing is left either."""
+    return lambda state: state == State.STOPPED and not inst.old
+
+
 RESTARTABLE = (State.STOPPED, State.EXITED, State.FATAL, State.BACKOFF)
 LAUNCH_BATCH = 16  # spawns per loop turn
+MEMORY_KILLS = ("oom_kill", "memory_limit")
 
 
 class Program:
-    """A program's instances and the actions on them (start, stop, restart, scale)."""
+    """A program's instances and the actions on them (start, stop, restart, scale, roll)."""
 
-    def __init__(self, name: str, config: ProgramConfig, rt: Runtime) -> None:
+    def __init__(self, name: str, config: ProgramConfig, rt: Runtime,
+                 on_event: Callable[[Event], None] | None = None) -> None:
         self.name = name
         self.rt = rt
+        self.on_event = on_event  # hooks
         self.instances: dict[int, Instance] = {}
         self.restarts: Counter[str] = Counter()
         self.exit_code: int | None = None
         self.cpu_user = 0.0  # every process of every instance, kept across restarts
         self.cpu_system = 0.0
         self.cpu_throttled: float | None = None  # likewise, once a cgroup reports it
-        self.lock = asyncio.Lock()  # one reconfigure/remove at a time
+        self.lock = asyncio.Lock()  # one reconfigure/remove/rollout at a time
         self._to_launch: deque[Instance] = deque()  # started, waiting for their spawn
         self.removed = False  # left the config; a reload that brings it back restarts it
+        self.waiting_for: tuple[str, ...] = ()  # dependencies its start waits on
+        self.listeners: dict[str, Listener] = {}  # its sockets, by address
         self.config = config
         self.desired = self._configured_count()
         if (config.user is not None or config.group is not None) and os.geteuid() != 0:
@@ -83,32 +102,59 @@ class Program:
         auto = self.config.autoscale
         return self.config.instances if auto is None else auto.min
 
+    def _kept_count(self) -> int:
+        """The count after a config change that keeps the instances: a pool's stays, within
+        its (new) bounds."""
+        auto = self.config.autoscale
+        return self.config.instances if auto is None else min(max(self.desired, auto.min),
+                                                               auto.max)
+
     def spawn_spec(self, index: int) -> SpawnSpec:
+        """How its processes run: an instance's, and its exec health checks."""
         c = self.config
-        env = {**os.environ, **c.env(),
+        env = {**inherited_environment(), **c.env(),
                "PROCPILOT_PROGRAM": self.name, "PROCPILOT_INSTANCE": str(index)}
         return SpawnSpec(argv=c.command, env=env, cwd=c.directory, user=c.user, group=c.group)
 
+    def _instance_spec(self, index: int) -> SpawnSpec:
+        """An instance's main process: spawn_spec, plus its sockets and watchdog."""
+        spec = self.spawn_spec(index)
+        c = self.config
+        if c.watchdog is not None:
+            env = {**(spec.env or {}), "WATCHDOG_USEC": str(round(c.watchdog * 1e6))}
+            spec = replace(spec, env=env, pid_env=("WATCHDOG_PID",))
+        return replace(spec, sockets=tuple((s.name, self._listener(s.listen).fd)
+                                           for s in c.sockets))
+
+    def _listener(self, address: str) -> Listener:
+        if address not in self.listeners:
+            try:
+                self.listeners[address] = self.rt.listen(address)
+            except OSError as e:
+                raise SpawnFailed(f"cannot listen on {address}: {e.strerror or e}") from None
+        return self.listeners[address]
+
+    def release_sockets(self) -> None:
+        """Close the sockets its config no longer names (or all, once it is removed);
+        processes that were passed one keep it open."""
+        wanted = set() if self.removed else {s.listen for s in self.config.sockets}
+        for address in set(self.listeners) - wanted:
+            self.listeners.pop(address).close()
+
     def log_paths(self) -> list[str] | None:
-        if self.config.logs is None:
-            return None
-        return [self._log_path(i) for i in sorted(self.instances)]
-
-    def _log_path(self, index: int) -> str:
-        assert self.config.logs is not None
-        return os.path.join(self.config.logs.directory, f"{self.name}-{index}.log")
-
-    def _sink(self, inst: Instance) -> Sink:
         logs = self.config.logs
         if logs is None:
-            return PrefixedStream(f"{inst.id} | ")
-        os.makedirs(logs.directory, exist_ok=True)
-        return self.rt.logs.get(self._log_path(inst.index), logs.max_size, logs.backups)
+            return None
+        return [p for i in sorted(self.instances) for p in log_paths(logs, self.name, i)]
+
+    def _close_logs_of(self, index: int) -> None:
+        if self.config.logs is not None:
+            for path in log_paths(self.config.logs, self.name, index):
+                self.rt.logs.close(path)
 
     def close_logs(self) -> None:
-        if self.config.logs is not None:
-            for index in self.instances:
-                self.rt.logs.close(self._log_path(index))
+        for index in self.instances:
+            self._close_logs_of(index)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -123,8 +169,7 @@ class Program:
             self._close_instance(inst)
 
     def _close_instance(self, inst: Instance) -> None:
-        if self.config.logs is not None:
-            self.rt.logs.close(self._log_path(inst.index))
+        self._close_logs_of(inst.index)
         self.instances.pop(inst.index, None)
 
     def _wait(self, inst: Instance, done: Callable[[State], bool]) -> asyncio.Future[State]:
@@ -141,6 +186,20 @@ class Program:
 
     def _fields(self, inst: Instance, **more: object) -> dict[str, object]:
         return {"program": self.name, "instance": inst.id, **more}
+
+    def _emit(self, event: str, inst: Instance | None, state: State | None, *,
+              pid: int | None = None, reason: str | None = None, exit_code: int | None = None,
+              desired: int | None = None) -> None:
+        """Tell the hooks (they run later: this returns at once). An exit carries the
+        instance's last lines of output."""
+        if self.on_event is None:
+            return
+        tail = tuple(line.decode(errors="replace") for line in inst.tail) \
+            if inst is not None and exit_code is not None else ()
+        self.on_event(Event(
+            event=event, program=self.name, instance=inst.id if inst else None,
+            state=state.value if state else None, time=self.rt.wall(), pid=pid, reason=reason,
+            exit_code=exit_code, log_tail=tail, desired=desired))
 
     # --- starting ------------------------------------------------------------------------
 
@@ -166,30 +225,60 @@ class Program:
         if inst.state != State.STARTING or inst.run is not None:  # stopped before its turn
             return
         inst.cause = None
+        c = self.config
+
+        def notified(notice: Notice) -> None:
+            self._notified(inst, run, notice)
+
         try:
-            if inst.sink is None:  # before spawning: a child must never lack its reader
-                inst.sink = self._sink(inst)
-            confinement = self.config.limits.confinement(f"{self.name}-{inst.index}")
-            child = self.rt.start(self.spawn_spec(inst.index), inst.sink, confinement)
+            if inst.output is None:  # before spawning: a child must never lack its reader
+                inst.output = instance_sinks(c.logs, self.name, inst.index, files=self.rt.logs,
+                                             clock=self.rt.wall, tail=inst.tail)
+            stdout, stderr = inst.output
+            confinement = c.limits.confinement(f"{self.name}-{inst.index}")
+            child = self.rt.start(self._instance_spec(inst.index), stdout, confinement,
+                                  stderr=stderr, notify=notified if c.ready == "notify" else None)
         except (SpawnFailed, OSError) as e:
             log.error("cannot start instance", extra={"fields": self._fields(inst, err=str(e))})
-            self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now()), None, str(e))
+            self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now(), ready=False), None,
+                             None, str(e))
             return
         run = inst.run = Run(child, self._now())
         child.exited.add_done_callback(lambda fut: self._exited(inst, run, fut.result()))
-        inst.timer = self.rt.loop.call_later(self.config.start_seconds, self._up, inst)
-        check = self.config.health
+        if c.ready == "start_seconds":
+            inst.timer = self.rt.loop.call_later(c.start_seconds, self._ready, inst, run)
+        else:
+            inst.timer = self.rt.loop.call_later(c.ready_seconds, self._not_ready_in_time,
+                                                 inst, run)
+        check = c.health
         if check is not None:
             spec = self.spawn_spec(inst.index)
             run.health = self.rt.loop.create_task(health.monitor(
-                check, lambda: self.rt.healthy(check, spec), lambda: self._unhealthy(inst, run)))
+                check, lambda: self.rt.healthy(check, spec), lambda: self._unhealthy(inst, run),
+                (lambda: self._ready(inst, run)) if c.ready == "health" else None))
         log.info("instance started", extra={"fields": self._fields(inst, pid=child.pid)})
+        self._emit("started", inst, State.STARTING, pid=child.pid)
 
-    def _up(self, inst: Instance) -> None:
+    def _ready(self, inst: Instance, run: Run) -> None:
+        """The process is ready: the instance is running; a process it replaces may go."""
+        if inst.run is not run or inst.state != State.STARTING:
+            return
+        inst.cancel_timer()
+        inst.backoff_until = None
+        run.ready_at = self._now()
+        self._move(inst, State.RUNNING)
+        self._arm_watchdog(inst, run)
+        for old in list(inst.old):
+            self._stop_old(inst, old, replaced=True)
+        self._emit("ready", inst, State.RUNNING, pid=run.child.pid)
+
+    def _not_ready_in_time(self, inst: Instance, run: Run) -> None:
         inst.timer = None
-        if inst.state == State.STARTING:
-            inst.backoff_until = None
-            self._move(inst, State.RUNNING)
+        if inst.run is run and inst.state == State.STARTING:
+            log.warning("instance not ready in time", extra={"fields": self._fields(
+                inst, pid=run.child.pid, ready=self.config.ready,
+                timeout=self.config.ready_seconds)})
+            self.stop_for(inst, "ready_timeout")
 
     def _unhealthy(self, inst: Instance, run: Run) -> None:
         if inst.run is run and inst.state in (State.STARTING, State.RUNNING):
@@ -197,9 +286,46 @@ class Program:
                         extra={"fields": self._fields(inst, pid=run.child.pid)})
             self.stop_for(inst, "health")
 
+    # --- what it says over NOTIFY_SOCKET ---------------------------------------------------
+
+    def _notified(self, inst: Instance, run: Run, notice: Notice) -> None:
+        if notice.status is not None:
+            run.status_text = notice.status
+        if notice.stopping and not run.stopping:
+            run.stopping = True
+            log.info("instance says it is stopping",
+                     extra={"fields": self._fields(inst, pid=run.child.pid)})
+        if inst.run is not run:  # a replaced process: only its status and stopping count
+            return
+        if notice.ready:
+            self._ready(inst, run)
+        if notice.watchdog_trigger:
+            self._watchdog_expired(inst, run)
+        elif notice.watchdog:
+            self._arm_watchdog(inst, run)
+
+    def _arm_watchdog(self, inst: Instance, run: Run) -> None:
+        timeout = self.config.watchdog
+        if timeout is None or inst.state != State.RUNNING:
+            return
+        if run.watchdog is not None:
+            run.watchdog.cancel()
+        run.watchdog = self.rt.loop.call_later(timeout, self._watchdog_expired, inst, run)
+
+    def _watchdog_expired(self, inst: Instance, run: Run) -> None:
+        run.watchdog = None
+        if inst.run is run and inst.state == State.RUNNING:
+            log.warning("instance watchdog expired; restarting", extra={"fields": self._fields(
+                inst, pid=run.child.pid, watchdog=self.config.watchdog)})
+            self.stop_for(inst, "watchdog")
+
     # --- exits ---------------------------------------------------------------------------
 
     def _exited(self, inst: Instance, run: Run, status: ExitStatus) -> None:
+        run.child.drain()
+        if run in inst.old:
+            self._old_exited(inst, run, status)
+            return
         if inst.run is not run:
             return
         if inst.state == State.STOPPING and run.stop_deadline is not None:
@@ -213,9 +339,10 @@ class Program:
         if cause is None and status.signal == signal.SIGKILL and run.child.oom_killed():
             cause = "oom_kill"
         now = self._now()
-        self._after_exit(inst, Exit(status, now - run.started, now), cause)
+        self._after_exit(inst, Exit(status, now - run.started, now, run.ready_at is not None),
+                         cause, run.child.pid)
 
-    def _after_exit(self, inst: Instance, exited: Exit, cause: Cause | None,
+    def _after_exit(self, inst: Instance, exited: Exit, cause: Cause | None, pid: int | None,
                     error: str | None = None) -> None:
         outcome = states.on_exit(self.config, exited, cause, inst.backoff, self.rt.rand())
         inst.backoff = outcome.backoff
@@ -235,6 +362,7 @@ class Program:
                         extra={"fields": {**fields, "delay": round(outcome.delay, 3)}})
         else:
             log.info("instance exited", extra={"fields": fields})
+        self._emit_exit(inst, outcome.state, outcome.reason, exited.status, pid)
         if outcome.state == State.STARTING:
             self._start(inst)
             return
@@ -242,6 +370,13 @@ class Program:
         if outcome.state == State.BACKOFF:
             inst.backoff_until = self._now() + outcome.delay
             inst.timer = self.rt.loop.call_later(outcome.delay, self._backoff_over, inst)
+
+    def _emit_exit(self, inst: Instance, state: State, reason: Reason, status: ExitStatus,
+                   pid: int | None) -> None:
+        events = ["exited", *(["memory_kill"] if reason in MEMORY_KILLS else []),
+                  *([state.value] if state in (State.BACKOFF, State.FATAL) else [])]
+        for event in events:
+            self._emit(event, inst, state, pid=pid, reason=reason, exit_code=status.shell_code)
 
     def _backoff_over(self, inst: Instance) -> None:
         inst.timer = None
@@ -253,9 +388,13 @@ class Program:
     def stop_for(self, inst: Instance, cause: Cause) -> None:
         """Ask the current process to go: stop signal to its group, SIGKILL after timeout.
 
-        ``manual`` restarts once it is gone; ``memory_limit`` and ``health`` restart
-        through the backoff like a crash; ``stop`` ends in stopped.
+        ``manual`` restarts once it is gone; ``memory_limit``, ``health``, ``watchdog`` and
+        ``ready_timeout`` restart through the backoff like a crash; ``stop`` ends in stopped,
+        and also stops a process it was replacing.
         """
+        if cause == "stop":
+            for old in list(inst.old):
+                self._stop_old(inst, old)
         if inst.state in (State.BACKOFF, State.EXITED, State.FATAL):
             inst.cancel_timer()
             inst.backoff_until = None
@@ -285,11 +424,46 @@ class Program:
         inst.timer = self.rt.loop.call_later(self.config.stop.timeout, self._kill, inst, run)
 
     def _kill(self, inst: Instance, run: Run) -> None:
-        inst.timer = None
         if inst.run is run:
+            inst.timer = None
+        if inst.run is run or run in inst.old:
             log.warning("instance did not stop in time; killing what is left of it",
                         extra={"fields": self._fields(inst, pid=run.child.pid)})
             run.child.kill()
+
+    # --- replacing a process with a surge (rolling restarts) ------------------------------
+
+    def surge(self, inst: Instance) -> asyncio.Future[State]:
+        """Start a new process for a running instance while the old one keeps serving; the
+        old one is stopped once the new one is ready. Resolves once the new one settled."""
+        assert inst.state == State.RUNNING and inst.run is not None
+        old, inst.run = inst.run, None
+        old.end()  # no more checks: it is on its way out
+        inst.old.append(old)
+        self._start(inst)
+        return self._wait(inst, _settled)
+
+    def _stop_old(self, inst: Instance, old: Run, replaced: bool = False) -> None:
+        """Stop a replaced process (stop signal, SIGKILL at the stop timeout)."""
+        if old.stop_deadline is not None:
+            return
+        if replaced:  # a rollout's restart, counted like procpilotctl restart
+            self.restarts["manual"] += 1
+            inst.restarts += 1
+        old.child.signal(self.config.stop.signal)
+        old.stop_deadline = self._now() + self.config.stop.timeout
+        self.rt.loop.call_later(self.config.stop.timeout, self._kill, inst, old)
+
+    def _old_exited(self, inst: Instance, old: Run, status: ExitStatus) -> None:
+        inst.old.remove(old)
+        if old.stop_deadline is not None:
+            old.child.finish(old.stop_deadline)
+        else:
+            old.child.kill()
+            log.warning("replaced process exited before its successor was ready",
+                        extra={"fields": self._fields(inst, pid=old.child.pid,
+                                                      status=status.describe())})
+        inst.waiters.notify(inst.state)  # a stop may be waiting for it
 
     # --- actions (control socket, startup, reload, scaling) -------------------------------
 
@@ -325,11 +499,12 @@ class Program:
         return waits
 
     def stop(self, index: int | None = None) -> list[asyncio.Future[State]]:
-        """Stop instances; futures resolve once each is stopped."""
+        """Stop instances; futures resolve once each is stopped and what it was replacing
+        is gone."""
         waits = []
         for inst in self.select(index):
             self.stop_for(inst, "stop")
-            waits.append(self._wait(inst, _stopped))
+            waits.append(self._wait(inst, _gone(inst)))
         return waits
 
     def restart(self, index: int | None = None) -> list[asyncio.Future[State]]:
@@ -348,8 +523,20 @@ class Program:
                 waits.append(fut)
         return waits
 
+    def send(self, index: int | None, sig: int) -> list[str]:
+        """Send sig to the process group of each selected instance (and of a process it is
+        replacing); the ids of the instances it reached."""
+        reached = []
+        for inst in self.select(index):
+            runs = [r for r in (inst.run, *inst.old) if r is not None]
+            if [r for r in runs if r.child.signal(sig)]:
+                reached.append(inst.id)
+        return reached
+
     def scale(self, count: int) -> list[asyncio.Future[State]]:
         """Set the desired count: new slots start, the newest instances stop first."""
+        if count != self.desired:
+            self._emit("scaled", None, None, desired=count)
         self.desired = count
         active = [i for i in self.instances.values() if not i.retire]
         if len(active) > count:
@@ -376,29 +563,51 @@ class Program:
     async def reconfigure(self, config: ProgramConfig) -> bool:
         """Apply a changed config; True when it was applied to the running instances.
 
-        A change of only the count or the autoscale section scales in place (a pool keeps
-        its count, clamped to the new bounds); anything else restarts every instance.
+        What needs no new process (the count, the autoscale section, hooks, dependencies,
+        rollout) applies in place, a pool keeping its count clamped to the new bounds;
+        anything else replaces the instances, as the new rollout section says.
         """
         async with self.lock:
-            same = config.model_copy(update={"instances": self.config.instances,
-                                             "autoscale": self.config.autoscale})
-            if same == self.config and not self.removed:
+            live = {"instances": self.config.instances, "autoscale": self.config.autoscale,
+                    "hooks": self.config.hooks, "depends_on": self.config.depends_on,
+                    "rollout": self.config.rollout}
+            if config.model_copy(update=live) == self.config and not self.removed:
                 self.config = config
-                auto = config.autoscale
-                count = (config.instances if auto is None
-                         else min(max(self.desired, auto.min), auto.max))
-                await wait_all(self.scale(count))
+                await wait_all(self.scale(self._kept_count()))
                 return True
+            if config.rollout.strategy == "rolling" and not self.removed:
+                await self._roll_out(config)
+                return False
             await wait_all(self.stop())
             self.close_logs()
             self.instances.clear()
             self.config = config
             self.removed = False
+            self.release_sockets()
             self.desired = self._configured_count()
             self.ensure_instances()
             if config.autostart:
                 await wait_all(self.start())
             return False
+
+    async def _roll_out(self, config: ProgramConfig) -> None:
+        """The new config for new processes; the count applied first, then the instances
+        that were there replaced one by one."""
+        before = {i.index for i in self.instances.values() if not i.retire}
+        self.config = config
+        self.release_sockets()
+        for inst in self.instances.values():
+            inst.output = None  # new processes write where the new config says
+        await wait_all(self.scale(self._kept_count()))
+        outcome = await rolling.roll(self, sorted(before & set(self.instances)))
+        log.log(logging.ERROR if outcome.halted else logging.INFO, "rollout " + (
+            "halted" if outcome.halted else "done"), extra={"fields": {
+                "program": self.name, **outcome.fields()}})
+
+    async def roll(self, index: int | None = None) -> rolling.Outcome:
+        """procpilotctl restart --rolling: replace instances one by one, each once ready."""
+        async with self.lock:
+            return await rolling.roll(self, [i.index for i in self.select(index)])
 
     async def remove(self) -> None:
         """Stop every instance for good (the program left the config)."""
@@ -406,12 +615,13 @@ class Program:
         async with self.lock:
             await wait_all(self.stop())
             self.close_logs()
+            self.release_sockets()
 
     # --- measurements --------------------------------------------------------------------
 
     def running(self) -> list[Run]:
-        """The instances' current processes."""
-        return [i.run for i in self.instances.values() if i.run is not None]
+        """The instances' processes, those being replaced included."""
+        return [r for i in self.instances.values() for r in (i.run, *i.old) if r is not None]
 
     def record(self, usage: dict[int, Usage], now: float) -> None:
         """Take one measurement of each process; the program's counters add what is new."""
@@ -453,34 +663,20 @@ class Program:
 
     def view(self, pool: PoolView | None = None) -> ProgramView:
         now, wall = self._now(), self.rt.wall()
-        instances = []
-        for i in (self.instances[k] for k in sorted(self.instances)):
-            run = i.run
-            instances.append(InstanceView(
-                id=i.id,
-                state=i.state.value,
-                pid=i.pid,
-                uptime_seconds=round(now - run.started, 3) if run else None,
-                restarts=i.restarts,
-                rss_bytes=run.rss_bytes if run else None,
-                backoff_seconds=max(0.0, i.backoff_until - now) if i.backoff_until else 0.0,
-                last_exit=i.last_exit,
-                started_at=wall - (now - run.started) if run else None,
-                cgroup_memory_bytes=run.cgroup_memory_bytes if run else None,
-                tasks=run.tasks if run else None,
-            ))
+        instances = tuple(self.instances[k].view(now, wall) for k in sorted(self.instances))
         return ProgramView(
             program=self.name,
             state=self.state.value,
             desired=self.desired,
             pool=pool,
-            instances=tuple(instances),
+            instances=instances,
             restarts=dict(self.restarts),
             exit_code=self.exit_code,
             limits=self.limits(),
             cpu_user=self.cpu_user,
             cpu_system=self.cpu_system,
             cpu_throttled=self.cpu_throttled,
+            waiting_for=self.waiting_for,
         )
 
 

@@ -9,6 +9,7 @@ start).
 from __future__ import annotations
 
 import json
+import signal
 
 # The message types are for the type checker only (mypy reads any TYPE_CHECKING as true):
 # the typing module alone would add most of a bare interpreter start to procpilotctl's.
@@ -17,13 +18,15 @@ if TYPE_CHECKING:
     from typing import Any, Literal, NotRequired, TypedDict
 
     Command = Literal["status", "start", "stop", "restart", "reload", "shutdown", "logs",
-                      "scale", "explain"]
+                      "scale", "explain", "signal"]
 
     class Request(TypedDict):
         cmd: Command
         target: NotRequired[str]  # "all", PROGRAM or PROGRAM:INDEX
         count: NotRequired[int | Literal["auto"]]  # scale only
         force: NotRequired[bool]  # scale a pool outside its autoscale bounds
+        rolling: NotRequired[bool]  # restart instance by instance, each once ready
+        signal: NotRequired[int]  # signal only
 
     class Response(TypedDict):
         ok: bool
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
         rss_bytes: int | None
         backoff_seconds: float
         last_exit: LastExitStatus | None
+        ready: NotRequired[bool]  # serving: its process is ready, or its predecessor still is
+        status_text: NotRequired[str | None]  # the last STATUS= it sent (ready: notify)
+        replacing: NotRequired[int | None]  # pid of the process it replaces (rolling, surge)
 
     class PoolStatus(TypedDict):
         min: int
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
         pool: PoolStatus | None
         instances: list[InstanceStatus]
         limits: NotRequired[list[LimitStatus]]
+        waiting_for: NotRequired[list[str]]  # dependencies it waits on before starting
 
     class Status(TypedDict):
         programs: list[ProgramStatus]
@@ -97,11 +104,29 @@ REQUEST_LIMIT = 64 * 1024  # bytes in one request line
 # Instances per program: each is a process, and starting 10,000 takes about a minute here.
 MAX_INSTANCES = 10_000
 COMMANDS = ("status", "start", "stop", "restart", "reload", "shutdown", "logs", "scale",
-            "explain")
+            "explain", "signal")
 
 
 class ProtocolError(ValueError):
     """A request or response that does not follow the protocol; str() says how."""
+
+
+def signal_number(value: object) -> int:
+    """TERM, SIGTERM, term or 15 -> 15; ValueError for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in signal.valid_signals():
+            raise ValueError(f"{value}: not a signal number on this system")
+        return value
+    if isinstance(value, str):
+        if value.isascii() and value.isdigit():
+            return signal_number(int(value))
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            pass
+    raise ValueError(f"{value!r}: expected a signal name such as TERM, INT, HUP or a number")
 
 
 def parse_request(line: bytes) -> Request:
@@ -123,8 +148,14 @@ def parse_request(line: bytes) -> Request:
         isinstance(count, bool) or not isinstance(count, int) or count < 0
     ):
         raise ProtocolError('"count" must be a number >= 0 or "auto"')
-    if not isinstance(data.get("force", False), bool):
-        raise ProtocolError('"force" must be true or false')
+    for flag in ("force", "rolling"):
+        if not isinstance(data.get(flag, False), bool):
+            raise ProtocolError(f'"{flag}" must be true or false')
+    if data["cmd"] == "signal":
+        try:
+            data["signal"] = signal_number(data.get("signal"))
+        except ValueError as e:
+            raise ProtocolError(f'"signal": {e}') from None
     request: Request = {"cmd": data["cmd"]}
     if "target" in data:
         request["target"] = data["target"]
@@ -132,6 +163,10 @@ def parse_request(line: bytes) -> Request:
         request["count"] = count
     if data.get("force"):
         request["force"] = True
+    if data.get("rolling"):
+        request["rolling"] = True
+    if data["cmd"] == "signal":
+        request["signal"] = data["signal"]
     return request
 
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
         Status,
     )
 
-COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "LAST-EXIT")
+COLUMNS = ("PROGRAM", "INSTANCE", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "RSS",
+           "LAST-EXIT")
 
 
 def _last_exit(last: LastExitStatus | None, now: float) -> str:
@@ -53,19 +54,24 @@ def _or_dash(value: Any, fmt: Callable[[Any], str] = str) -> str:
     return "-" if value is None else fmt(value)
 
 
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def status_rows(result: Status, now: float) -> list[tuple[str, ...]]:
     """One row per instance (or one per program without instances), as strings."""
     rows: list[tuple[str, ...]] = []
     for prog in result.get("programs", []):
         for inst in prog.get("instances", []):
             rows.append((
-                prog["program"], inst["id"], _state(inst), _or_dash(inst.get("pid")),
+                prog["program"], inst["id"], _state(inst), _or_dash(inst.get("ready"), _yes_no),
+                _or_dash(inst.get("pid")),
                 _or_dash(inst.get("uptime_seconds"), lambda s: format_duration(round(s))),
                 str(inst.get("restarts", 0)), _or_dash(inst.get("rss_bytes"), format_size),
                 _last_exit(inst.get("last_exit"), now),
             ))
         if not prog.get("instances"):
-            rows.append((prog["program"], "-", prog["state"], "-", "-", "-", "-", "-"))
+            rows.append((prog["program"], "-", prog["state"], "-", "-", "-", "-", "-", "-"))
     return rows
 
 
@@ -113,9 +119,26 @@ def _limits(result: Status) -> list[str]:
     return lines
 
 
+def _notes(result: Status) -> list[str]:
+    """What a row has no column for: dependencies waited on, STATUS= texts, processes
+    still serving while their successors get ready."""
+    lines = []
+    for prog in result.get("programs", []):
+        waiting = prog.get("waiting_for")
+        if waiting:
+            lines.append(f"{prog['program']}: waiting for {', '.join(waiting)} to be ready")
+        for inst in prog.get("instances", []):
+            if inst.get("replacing") is not None:
+                lines.append(f"{inst['id']}: pid {inst['replacing']} serves until this "
+                             "instance is ready (rolling restart)")
+            if inst.get("status_text"):
+                lines.append(f"{inst['id']}: {inst['status_text']}")
+    return lines
+
+
 def render_status(result: Status, now: float) -> str:
     body = table([COLUMNS, *status_rows(result, now)])
-    return "\n".join([body, *_pools(result), *_limits(result)])
+    return "\n".join([body, *_notes(result), *_pools(result), *_limits(result)])
 
 
 def _number(value: float | None) -> str:
@@ -149,7 +172,10 @@ def print_logs(files: list[str], program: str, lines: int | None, keep: bool) ->
 
 
 def _label(path: str, program: str) -> str:
-    """'/var/log/procpilot/web-1.log' -> 'web:1' (the instance id), else the file name."""
+    """'/var/log/procpilot/web-1.log' -> 'web:1' (the instance id), '...web-1.err.log' ->
+    'web:1 stderr', else the file name."""
     name = path.rsplit("/", 1)[-1]
-    match = re.fullmatch(re.escape(program) + r"-(\d+)\.log", name)
-    return f"{program}:{match.group(1)}" if match else name
+    match = re.fullmatch(re.escape(program) + r"-(\d+)(\.err)?\.log", name)
+    if match is None:
+        return name
+    return f"{program}:{match.group(1)}" + (" stderr" if match.group(2) else "")

@@ -1,10 +1,12 @@
 """Everything the controller does to the operating system, behind one seam.
 
 Programs, the supervisor and pools decide; a :class:`Runtime` carries it out: start a
-process, signal its group, let what is left of it finish or kill it, tell whether the
-kernel OOM-killed it, run a health check, measure memory and CPU. :class:`ProcessRuntime`
-does it with real processes, the reaper and procfs; tests pass a runtime that does it in
-memory, so the state machine, pools and reload run in milliseconds without processes.
+process (with the listening sockets it is passed, and a NOTIFY_SOCKET whose messages come
+back to the program), signal its group, let what is left of it finish or kill it, tell
+whether the kernel OOM-killed it, run a health check, run a hook, measure memory and CPU.
+:class:`ProcessRuntime` does it with real processes, sockets, the reaper and procfs; tests
+pass a runtime that does it in memory, so the state machine, pools and reload run in
+milliseconds without processes.
 
 Time is the event loop's clock everywhere (timers, deadlines, uptimes), so a test loop
 with virtual time drives all of it.
@@ -13,20 +15,23 @@ with virtual time drives all of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from procpilot.controller import health, metricsources
-from procpilot.controller.config import Health, TotalMetric
+from procpilot.controller import health, http, metricsources
+from procpilot.controller.config import Health, Hook, TotalMetric
 from procpilot.controller.confinement import Confinement
+from procpilot.controller.control import remove_stale
 from procpilot.controller.isolation import (
     Backend,
     Cell,
@@ -35,14 +40,23 @@ from procpilot.controller.isolation import (
 )
 from procpilot.controller.isolation import Usage as CellUsage
 from procpilot.controller.logsink import LogFiles, PipeReader, Sink
+from procpilot.controller.notify import Notice, NotifySocket
 from procpilot.controller.reaper import Reaper
-from procpilot.controller.spawn import SpawnSpec, signal_group, spawn
+from procpilot.controller.spawn import (
+    SpawnSpec,
+    inherited_environment,
+    run_to_exit,
+    signal_group,
+    spawn,
+)
 from procpilot.controller.states import ExitStatus
 from procpilot.controller.usage import tree_members
 from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
+from procpilot.core.procfs.cgroups import read_cgroups
 from procpilot.core.procfs.hoststat import read_busy_seconds
 from procpilot.core.procfs.vmstat import read_oom_kills
+from procpilot.core.web.flags import parse_listen_address
 
 log = logging.getLogger("procpilot.runtime")
 LEFTOVER_KILL_SECONDS = 5.0  # at start-up, per cell an earlier controller left
@@ -52,6 +66,22 @@ RECLAIM_ATTEMPTS = 200  # ten seconds of them
 
 class SpawnFailed(Exception):
     """The program could not be started at all; str() says why (no such file, bad user...)."""
+
+
+class HookFailed(Exception):
+    """A hook ran and did not succeed; str() says how (exit status, HTTP status, error)."""
+
+
+OnNotice = Callable[[Notice], None]
+
+
+class Listener(Protocol):
+    """A listening socket the controller holds for a program's instances."""
+
+    @property
+    def fd(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,10 @@ class Child(Protocol):
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended the main process (ask after it exited)."""
 
+    def drain(self) -> None:
+        """Hand the output already in its pipes to its sinks (when it exited, its last
+        lines, so that they are in the tail before the exit is told)."""
+
     @property
     def kernel_limits(self) -> frozenset[str]:
         """The limits of its confinement that the kernel enforces (memory, cpu, tasks...)."""
@@ -110,11 +144,22 @@ class Runtime(Protocol):
     def rand(self) -> float:
         """Uniform in [0, 1), for backoff jitter."""
 
-    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> Child:
-        """Start spec confined, with its output going to sink; SpawnFailed when it cannot."""
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement, *,
+              stderr: Sink | None = None, notify: OnNotice | None = None) -> Child:
+        """Start spec confined, with its output going to sink (stderr apart, when given);
+        with ``notify``, give it a NOTIFY_SOCKET and pass what it and its cell send there
+        to notify. SpawnFailed when it cannot start."""
+
+    def listen(self, address: str) -> Listener:
+        """Bind and listen on ``host:port`` or ``unix:/path``; OSError when it cannot."""
 
     async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
         """Run one health check (an exec check runs like the program itself)."""
+
+    async def deliver(self, hook: Hook, body: bytes, env: Mapping[str, str]) -> None:
+        """Run a command hook with env added to the controller's environment, or POST the
+        JSON body to a webhook; HookFailed when it does not succeed. Cancelling it kills
+        the command."""
 
     def measure(self, children: Sequence[Child]) -> dict[int, Usage]:
         """Usage of each child's tree, by pid; a child that is gone is absent."""
@@ -153,16 +198,52 @@ class SupervisorRuntime(Runtime, Protocol):
     def leftovers_killed(self) -> int:
         """Processes found in cells left by an earlier controller, killed at start-up."""
 
+    @property
+    def notifications_rejected(self) -> int:
+        """Datagrams on the notify socket no instance could be found for."""
+
+
+class SocketListener:
+    """A bound, listening socket; a unix socket's file is removed when it is closed."""
+
+    def __init__(self, address: str) -> None:
+        self.path = address.removeprefix("unix:") if address.startswith("unix:") else None
+        if self.path is not None:
+            remove_stale(self.path, "another process")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.path)
+                sock.listen(socket.SOMAXCONN)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            host, port = parse_listen_address(address)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family, backlog=socket.SOMAXCONN)
+        self._sock = sock  # blocking, as the programs it is passed to expect
+
+    @property
+    def fd(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
 
 class ProcessChild:
     """A real instance process: its process group and its cell, its exit through the reaper."""
 
     def __init__(self, rt: ProcessRuntime, pid: int, exited: asyncio.Future[ExitStatus],
-                 cell: Cell) -> None:
+                 cell: Cell, readers: Sequence[PipeReader]) -> None:
         self._rt = rt
         self._pid = pid
         self._exited = exited
         self.cell = cell
+        self.readers = readers
         self._oom_kills_at_start = cell.oom_kills()
         self._host_oom_kills_at_start = read_oom_kills(rt.fs)
         self._reclaiming = False
@@ -237,6 +318,10 @@ class ProcessChild:
         self.cell.kill()
         self._rt.loop.call_later(RECLAIM_POLL, self._reclaim, attempt + 1)
 
+    def drain(self) -> None:
+        for reader in self.readers:
+            reader.drain()
+
     def oom_killed(self) -> bool:
         """Exact where the cell counts OOM kills; else guessed from the host's counter (it
         rose while this process ran), which mistakes an OOM kill elsewhere for this one."""
@@ -265,6 +350,10 @@ class ProcessRuntime:
         self._procfs = ProcReader(fs)
         self._runs = itertools.count(1)
         self._cells_account: bool | None = None
+        self._notify: NotifySocket | None = None  # bound when a program first needs it
+        self._listening: dict[int, tuple[ProcessChild, OnNotice]] = {}  # main pid ->
+        self._cell_pids: dict[str, int] = {}  # cell name -> main pid, of those listened to
+        self._listeners: set[SocketListener] = set()
 
     @property
     def isolation(self) -> str:
@@ -293,6 +382,10 @@ class ProcessRuntime:
         self.reaper.uninstall()
         self.logs.close_all()
         self.backend.close()
+        if self._notify is not None:
+            self._notify.close()
+        for listener in self._listeners:
+            listener.close()
 
     @property
     def reaped_orphans(self) -> int:
@@ -304,7 +397,21 @@ class ProcessRuntime:
     def rand(self) -> float:
         return random.random()
 
-    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> ProcessChild:
+    @property
+    def notifications_rejected(self) -> int:
+        return self._notify.rejected if self._notify is not None else 0
+
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement, *,
+              stderr: Sink | None = None, notify: OnNotice | None = None) -> ProcessChild:
+        spec = replace(spec, separate_stderr=stderr is not None)
+        if notify is not None:
+            try:
+                if self._notify is None:
+                    self._notify = NotifySocket(self.loop, self._notice)
+            except OSError as e:
+                raise SpawnFailed(f"cannot bind the notify socket: {e.strerror or e}") from e
+            env = spec.env if spec.env is not None else os.environ
+            spec = replace(spec, env={**env, "NOTIFY_SOCKET": self._notify.address})
         try:
             cell = self.backend.create(f"{confinement.name}-{next(self._runs)}",
                                        confinement.limits)
@@ -315,11 +422,61 @@ class ProcessRuntime:
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             cell.remove()
             raise SpawnFailed(str(e)) from e
-        if child.output_fd is not None:
-            reader = PipeReader(self.loop, child.output_fd, sink)
-            self.readers.add(reader)
-            reader.done.add_done_callback(lambda _: self.readers.discard(reader))
-        return ProcessChild(self, child.pid, child.exited, cell)
+        readers = [self._read(fd, to) for fd, to in ((child.output_fd, sink),
+                                                      (child.error_fd, stderr))
+                   if fd is not None and to is not None]
+        started = ProcessChild(self, child.pid, child.exited, cell, readers)
+        if notify is not None:
+            self._listen_to(started, notify)
+        return started
+
+    def _read(self, fd: int, sink: Sink) -> PipeReader:
+        reader = PipeReader(self.loop, fd, sink)
+        self.readers.add(reader)
+        reader.done.add_done_callback(lambda _: self.readers.discard(reader))
+        return reader
+
+    def _listen_to(self, child: ProcessChild, notify: OnNotice) -> None:
+        pid, name = child.pid, child.cell.name
+        self._listening[pid] = (child, notify)
+        self._cell_pids[name] = pid
+
+        def forget(_: object) -> None:
+            self._listening.pop(pid, None)
+            self._cell_pids.pop(name, None)
+
+        child.exited.add_done_callback(forget)
+
+    def _notice(self, sender: int, notice: Notice) -> bool:
+        """Hand a notice to the instance the sender belongs to: its main process, a process
+        of its process group, or one in its cell. False when it is none of ours."""
+        found = self._listening.get(sender)
+        if found is None:
+            with contextlib.suppress(OSError):
+                found = self._listening.get(os.getpgid(sender))
+        if found is None:
+            found = self._by_cell(sender)
+        if found is None:
+            return False
+        found[1](notice)
+        return True
+
+    def _by_cell(self, sender: int) -> tuple[ProcessChild, OnNotice] | None:
+        try:
+            where = read_cgroups(self.fs, sender)
+        except (OSError, ValueError):
+            return None
+        for path in {where.unified, *where.v1.values()} - {None}:
+            pid = self._cell_pids.get(os.path.basename(str(path)))
+            found = self._listening.get(pid) if pid is not None else None
+            if found is not None and sender in found[0].cell.pids():
+                return found
+        return None
+
+    def listen(self, address: str) -> SocketListener:
+        listener = SocketListener(address)
+        self._listeners.add(listener)
+        return listener
 
     def cells_account(self, cell: Cell) -> bool:
         """Whether cells count memory and CPU here (asked of the first cell, then kept)."""
@@ -330,6 +487,25 @@ class ProcessRuntime:
 
     async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
         return await health.check_once(check, self.reaper, spec)
+
+    async def deliver(self, hook: Hook, body: bytes, env: Mapping[str, str]) -> None:
+        if hook.command is not None:
+            spec = SpawnSpec(hook.command, {**inherited_environment(), **env},
+                             capture_output=False)
+            try:
+                status = await run_to_exit(spec, self.reaper)
+            except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
+                raise HookFailed(f"cannot run: {e}") from None
+            if status.code != 0:
+                raise HookFailed(status.describe())
+            return
+        assert hook.url is not None
+        try:
+            code = await http.request(hook.url, "POST", body)
+        except (OSError, ValueError) as e:
+            raise HookFailed(str(e) or type(e).__name__) from None
+        if not 200 <= code < 300:
+            raise HookFailed(f"HTTP status {code}")
 
     def measure(self, children: Sequence[Child]) -> dict[int, Usage]:
         """Each child's cgroup where it counts memory and CPU; the others' process trees,

@@ -19,12 +19,20 @@ object's ``returncode`` is set by hand once reaped so Popen never calls ``waitpi
 (its ``__del__`` would otherwise queue the pid for a later, racing ``waitpid``).
 ``asyncio.create_subprocess_*`` is not used for the same reason: its child watcher would
 reap our children behind the reaper's back.
+
+Socket activation (systemd's protocol: LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID, the sockets
+from fd 3) needs the sockets at fixed numbers and the final program's pid in LISTEN_PID
+(WATCHDOG_PID likewise). Popen keeps ``pass_fds`` at the numbers they have here, and the
+pid is not known before the fork; but every step of the argv (cell entry, rlimits,
+setpriv) execs the next in place, so the spawned pid *is* the program's pid. A bash step
+therefore moves the sockets down to 3.. and exports ``$$`` (dash only knows fds 0-9).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import functools
 import grp
 import logging
@@ -50,6 +58,20 @@ class SpawnSpec:
     user: str | int | None = None
     group: str | int | None = None
     capture_output: bool = True  # False: stdout and stderr go to /dev/null
+    separate_stderr: bool = False  # capture stderr through a pipe of its own
+    sockets: tuple[tuple[str, int], ...] = ()  # (name, fd here): passed from fd 3 on
+    pid_env: tuple[str, ...] = ()  # variables set to the program's own pid
+
+
+LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START: the first passed socket is fd 3
+INHERITED_PROTOCOL_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+                          "WATCHDOG_USEC", "WATCHDOG_PID")
+"""Meant for the controller itself (when systemd runs it), never for what it starts."""
+
+
+def inherited_environment() -> dict[str, str]:
+    """The controller's environment as what it starts inherits it."""
+    return {k: v for k, v in os.environ.items() if k not in INHERITED_PROTOCOL_ENV}
 
 
 log = logging.getLogger("procpilot.spawn")
@@ -122,14 +144,15 @@ def _credentials(
 
 
 class Child:
-    """A started process: pid, its exit future and the read end of its output pipe."""
+    """A started process: pid, its exit future and the read ends of its output pipes."""
 
     def __init__(self, popen: subprocess.Popen[bytes], exited: asyncio.Future[ExitStatus],
-                 output_fd: int | None) -> None:
+                 output_fd: int | None, error_fd: int | None = None) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.exited = exited
         self.output_fd = output_fd
+        self.error_fd = error_fd  # with separate_stderr
         exited.add_done_callback(self._mark_reaped)
 
     def _mark_reaped(self, fut: asyncio.Future[ExitStatus]) -> None:
@@ -167,11 +190,44 @@ def _setpriv_credentials(uid: int | None, gid: int | None, groups: list[int] | N
     return options
 
 
+@functools.cache
+def _bash() -> str:
+    path = shutil.which("bash")
+    if path is None:
+        raise FileNotFoundError(errno.ENOENT, "passing sockets needs bash (dash cannot move "
+                                "file descriptors above 9)", "bash")
+    return path
+
+
+def _activation(sources: Sequence[int], pid_env: Sequence[str]) -> list[str]:
+    """An argv prefix moving the inherited fds ``sources`` to 3, 4, ... and exporting each
+    of ``pid_env`` as its own pid, which the programs it execs keep."""
+    steps = []
+    if sources:
+        moves = [f"{LISTEN_FDS_START + i}<&{fd}" for i, fd in enumerate(sources)]
+        steps.append("exec " + " ".join([*moves, *(f"{fd}<&-" for fd in sources)]))
+    if pid_env:
+        steps.append("export " + " ".join(f"{name}=$$" for name in pid_env))
+    if not steps:
+        return []
+    shell = _bash() if sources else "/bin/sh"
+    return [shell, "-c", "; ".join([*steps, 'exec "$@"']), "procpilot-activate"]
+
+
+def _environment(spec: SpawnSpec) -> dict[str, str] | None:
+    """spec's environment, plus what describes the sockets it is passed."""
+    if not spec.sockets:
+        return dict(spec.env) if spec.env is not None else None
+    return {**(spec.env if spec.env is not None else os.environ),
+            "LISTEN_FDS": str(len(spec.sockets)),
+            "LISTEN_FDNAMES": ":".join(name for name, _ in spec.sockets)}
+
+
 def spawn(spec: SpawnSpec, reaper: Reaper, prefix: Sequence[str] = ()) -> Child:
     """Fork and exec spec in a new process group; raises OSError/KeyError when it cannot.
 
     ``prefix`` is exec'd first, as root, and must exec the rest of the argv (the isolation
-    cell's entry, rlimits): the credential change comes after it, by setpriv.
+    cell's entry, rlimits): the socket moves and the credential change come after it.
     Must run on the loop thread: the pid is registered with the reaper before the loop can
     run the SIGCHLD callback, and PR_SET_PDEATHSIG follows the thread that forked.
     """
@@ -180,39 +236,64 @@ def spawn(spec: SpawnSpec, reaper: Reaper, prefix: Sequence[str] = ()) -> Child:
     setpriv = _setpriv()
     preexec: Callable[[], None] | None = None
     if setpriv is not None:
-        argv = [*prefix, setpriv, *_setpriv_credentials(uid, gid, groups),
-                "--pdeathsig", "KILL", "--", *program]
+        program = [setpriv, *_setpriv_credentials(uid, gid, groups), "--pdeathsig", "KILL",
+                   "--", *program]
         uid = gid = None
         groups = None
     else:
-        argv = [*prefix, *program]
         preexec = _pdeathsig_preexec(os.getpid())
-    read_fd = write_fd = None
-    if spec.capture_output:
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    out: int = write_fd if write_fd is not None else subprocess.DEVNULL
+    pid_env = ["LISTEN_PID", *spec.pid_env] if spec.sockets else list(spec.pid_env)
+    spawn_only: list[int] = []  # fds that are the child's alone once it is spawned
+    readers: list[int | None] = [None, None]  # stdout, stderr
     try:
+        # Copies numbered above the range they move to: no move overwrites another's source.
+        for _, listening in spec.sockets:
+            spawn_only.append(fcntl.fcntl(listening, fcntl.F_DUPFD_CLOEXEC,
+                                          LISTEN_FDS_START + len(spec.sockets)))
+        sources = list(spawn_only)
+        argv = [*prefix, *_activation(sources, pid_env), *program]
+        writers: list[int] = []
+        for i, wanted in enumerate((spec.capture_output,
+                                    spec.capture_output and spec.separate_stderr)):
+            if wanted:
+                readers[i], write_end = os.pipe2(os.O_CLOEXEC)
+                writers.append(write_end)
+                spawn_only.append(write_end)
+        out = writers[0] if writers else subprocess.DEVNULL
         popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=out,
+            stderr=writers[1] if len(writers) > 1 else out,
             cwd=spec.cwd,
-            env=dict(spec.env) if spec.env is not None else None,
+            env=_environment(spec),
             process_group=0,
             user=uid,
             group=gid,
             extra_groups=groups,
+            pass_fds=sources,
             # Safe with threads here: the hook only calls a pre-resolved C function.
             preexec_fn=preexec,  # noqa: PLW1509
         )
     except BaseException:
-        if read_fd is not None:
-            os.close(read_fd)
+        for reader in readers:
+            if reader is not None:
+                os.close(reader)
         raise
     finally:
-        if write_fd is not None:
-            os.close(write_fd)
-    if read_fd is not None:
-        os.set_blocking(read_fd, False)
-    return Child(popen, reaper.watch(popen.pid), read_fd)
+        for own in spawn_only:
+            os.close(own)
+    for reader in readers:
+        if reader is not None:
+            os.set_blocking(reader, False)
+    return Child(popen, reaper.watch(popen.pid), *readers)
+
+
+async def run_to_exit(spec: SpawnSpec, reaper: Reaper) -> ExitStatus:
+    """Spawn spec and wait for its exit; when cancelled (a timeout), kill its whole group."""
+    child = spawn(spec, reaper)
+    try:
+        return await asyncio.shield(child.exited)
+    except asyncio.CancelledError:
+        child.signal_group(signal.SIGKILL)
+        raise

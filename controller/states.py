@@ -10,9 +10,14 @@ backoff    delay elapsed, or procpilotctl start            starting
 backoff,   stop (procpilotctl stop, shutdown, scale down)  stopped
 exited,
 fatal
-starting   still up after start_seconds                    running
+starting   ready: up for start_seconds, READY=1 (notify)   running
+             or a first passing health check (health)
+running    replaced with a surge (rolling restart): a      starting
+             new process starts, the old one serves on
+             until the new one is ready
 starting,  stop or controller restart (manual,             stopping
-running      memory_limit, health): stop signal sent
+running      memory_limit, health, watchdog,
+             ready_timeout): stop signal sent
 starting,  exit (see ``on_exit``)                          backoff, starting, exited, fatal
 running,                                                   or stopped
 stopping
@@ -25,9 +30,9 @@ stopping
 - otherwise policy ``never``, or policy ``on-failure`` with a clean exit (an exit code in
   ``exit_codes``, not a signal, not forced by the controller), ends in exited;
 - anything else is a restart that counts: backoff with a delay, or fatal when the give-up
-  rule says so. Its reason is the controller's cause (memory_limit, health, oom_kill) if there
-  is one, else failed_start when the instance was up less than ``start_seconds``, else signal
-  or exit.
+  rule says so. Its reason is the controller's cause (memory_limit, health, oom_kill,
+  watchdog, ready_timeout) if there is one, else failed_start when the process never became
+  ready (running), else signal or exit.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.STARTING: frozenset(
         {State.RUNNING, State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}
     ),
-    State.RUNNING: frozenset({State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}),
+    State.RUNNING: frozenset(
+        {State.STARTING, State.STOPPING, State.BACKOFF, State.EXITED, State.FATAL}
+    ),
     State.STOPPING: frozenset(
         {State.STOPPED, State.BACKOFF, State.STARTING, State.EXITED, State.FATAL}
     ),
@@ -80,10 +87,12 @@ AGGREGATE_ORDER = (
     State.STOPPED,
 )
 
-Cause = Literal["stop", "manual", "memory_limit", "health", "oom_kill"]
+Cause = Literal["stop", "manual", "memory_limit", "health", "oom_kill", "watchdog",
+                "ready_timeout"]
 """Why the controller expects an exit: it asked for a stop or a restart, or saw an OOM kill."""
 Reason = Literal[
-    "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "manual", "stopped"
+    "exit", "signal", "failed_start", "memory_limit", "oom_kill", "health", "watchdog",
+    "ready_timeout", "manual", "stopped"
 ]
 """How an exit is reported: last_exit.reason, and the reason label of restarts_total."""
 RESTART_REASONS: tuple[str, ...] = tuple(r for r in get_args(Reason) if r != "stopped")
@@ -134,6 +143,8 @@ class Exit:
     """Seconds between spawn and exit (0 for a spawn that failed)."""
     time: float
     """When it exited (the loop clock, as everywhere in the runtime)."""
+    ready: bool
+    """Whether it had become ready (reached running) before it exited."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ def classify(program: ProgramConfig, exited: Exit, cause: Cause | None) -> Reaso
         return "stopped"
     if cause is not None:
         return cause
-    if exited.uptime < program.start_seconds:
+    if not exited.ready:
         return "failed_start"
     return "signal" if exited.status.signal is not None else "exit"
 

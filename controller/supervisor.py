@@ -1,9 +1,12 @@
 """The Supervisor: one asyncio loop running every program, the control socket and sampling.
 
-Start-up goes by ascending priority, each group once its instances have settled (left
-starting: running, or already known to be failing, so a crash loop does not hold up the
-next group forever). Shutdown goes the other way, each group stopped and gone before the
-next. Reload diffs the new config against the running one by equality. One measurement per
+Start-up goes in waves (``depends``): by ascending priority, and within a priority after
+the programs depended on, each wave once its instances have settled (left starting: ready,
+or already known to be failing, so a crash loop does not hold up the next wave forever). A
+program whose dependencies are not all ready when its turn comes waits for them on its own
+and starts once they are. Starting a program starts what it depends on. Shutdown goes the
+other way, each wave stopped and gone before the next. Reload diffs the new config against
+the running one by equality; changed programs roll out wave by wave too. One measurement per
 sampling tick (``Runtime.measure``) takes every instance's memory and CPU, for the limits,
 the metrics and the autoscalers.
 """
@@ -16,12 +19,15 @@ import contextlib
 import logging
 import signal
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from procpilot.controller import config as config_mod
+from procpilot.controller import depends
 from procpilot.controller.config import ConfigError, ControllerConfig, ProgramConfig
 from procpilot.controller.control import CommandError, ControlServer
+from procpilot.controller.hooks import Event, Hooks
+from procpilot.controller.instance import Instance
 from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.pool import PoolScaler
 from procpilot.controller.program import Program, wait_all
@@ -74,6 +80,7 @@ class Supervisor:
         self._sampler: asyncio.TimerHandle | None = None
         self.control: ControlServer | None = None  # while run() serves the socket
         self._refreshed: dict[str, float] = {}  # program -> loop time of its last refresh
+        self.hooks = Hooks(rt)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -106,10 +113,11 @@ class Supervisor:
         return 0
 
     def start(self) -> None:
-        """Add every configured program, start them by priority, begin sampling."""
+        """Add every configured program, start them in order, begin sampling."""
         for name, cfg in self.config.programs.items():
             self._add(name, cfg)
-        self._spawn_task(self._start_groups(list(self.programs.values())))
+        autostart = {name: None for name, cfg in self.config.programs.items() if cfg.autostart}
+        self._spawn_task(self._start_programs(autostart))
         self._schedule_sample()
 
     def request_shutdown(self) -> None:
@@ -129,15 +137,13 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for priority in sorted({p.config.priority for p in self.programs.values()}, reverse=True):
-            group = [p for p in self.programs.values() if p.config.priority == priority]
-            log.info("stopping priority group", extra={"fields": {
-                "priority": priority, "programs": ",".join(p.name for p in group)}})
-            await wait_all([w for p in group for w in p.stop()])
+        await self._stop_programs(dict.fromkeys(self.programs))
         # Each leftover group is killed at its stop timeout; the bound covers a member that
         # even SIGKILL cannot end at once (uninterruptible sleep) or that we may not signal.
         longest = max((p.config.stop.timeout for p in self.programs.values()), default=0.0)
         await self.rt.wind_down(longest + DRAIN_GRACE, READER_DRAIN_SECONDS)
+        hooks = [*self.config.hooks, *(h for p in self.programs.values() for h in p.config.hooks)]
+        await self.hooks.close(max((h.timeout for h in hooks), default=0.0))
 
     def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._done.is_set():
@@ -153,7 +159,10 @@ class Supervisor:
             log.error("controller task failed", exc_info=task.exception())
 
     def _add(self, name: str, cfg: ProgramConfig) -> Program:
-        program = self.programs[name] = Program(name, cfg, self.rt)
+        def emit(event: Event) -> None:
+            self.hooks.emit([*program.config.hooks, *self.config.hooks], event)
+
+        program = self.programs[name] = Program(name, cfg, self.rt, emit)
         program.ensure_instances()
         self._restart_scaler(program)
         return program
@@ -180,14 +189,63 @@ class Supervisor:
         else:
             self._restart_scaler(program)
 
-    async def _start_groups(self, programs: Iterable[Program]) -> None:
-        """Autostart programs by ascending priority, each group after the previous settled."""
-        todo = [p for p in programs if p.config.autostart]
-        for priority in sorted({p.config.priority for p in todo}):
-            group = [p for p in todo if p.config.priority == priority]
-            log.info("starting priority group", extra={"fields": {
-                "priority": priority, "programs": ",".join(p.name for p in group)}})
-            await wait_all([w for p in group for w in p.start()])
+    # --- order (depends_on and priority) --------------------------------------------------
+
+    def _waves(self, names: Iterable[str], with_dependencies: bool = False
+               ) -> list[list[Program]]:
+        """These programs (and what they depend on) in start order (see depends.waves). A
+        program on its way out of the config keeps the place its old config gave it."""
+        cfgs = {n: self.config.programs.get(n, p.config) for n, p in self.programs.items()}
+        graph = {n: c.depends_on for n, c in cfgs.items()}
+        priority = {n: c.priority for n, c in cfgs.items()}
+        chosen = depends.closure(names, graph) if with_dependencies else set(names)
+        return [[self.programs[n] for n in wave] for wave in depends.waves(
+            chosen & set(graph), graph, priority)]
+
+    def _unready(self, program: Program) -> list[Program]:
+        """The dependencies of program with an instance that is not ready."""
+        cfg = self.config.programs.get(program.name, program.config)
+        return [dep for dep in (self.programs[n] for n in cfg.depends_on if n in self.programs)
+                if _unready_instances(dep)]
+
+    async def _start_programs(self, targets: Mapping[str, int | None]) -> None:
+        """Start these programs (an instance, or all of each), and before them what they
+        depend on, wave by wave; one whose dependencies are not ready waits on its own."""
+        for wave in self._waves(targets, with_dependencies=True):
+            log.info("starting programs", extra={"fields": {
+                "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
+            waits = []
+            for program in wave:
+                if unready := self._unready(program):
+                    program.waiting_for = tuple(p.name for p in unready)  # before any answer
+                    log.info("waiting for dependencies to be ready", extra={"fields": {
+                        "program": program.name, "dependencies": ",".join(program.waiting_for)}})
+                    self._spawn_task(self._start_when_ready(program, targets.get(program.name)))
+                else:
+                    waits += program.start(targets.get(program.name))
+            await wait_all(waits)
+
+    async def _start_when_ready(self, program: Program, index: int | None) -> None:
+        try:
+            while (unready := self._unready(program)) and not program.removed:
+                names = tuple(p.name for p in unready)
+                if names != program.waiting_for:
+                    log.info("waiting for dependencies to be ready", extra={"fields": {
+                        "program": program.name, "dependencies": ",".join(names)}})
+                program.waiting_for = names
+                await _next_change([i for p in unready for i in _unready_instances(p)])
+        finally:
+            program.waiting_for = ()
+        if not program.removed:
+            await wait_all(program.start(index))
+
+    async def _stop_programs(self, targets: Mapping[str, int | None]) -> None:
+        """Stop these programs (an instance, or all of each) in reverse start order: what
+        depends on a program stops before it."""
+        for wave in reversed(self._waves(targets)):
+            log.info("stopping programs", extra={"fields": {
+                "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
+            await wait_all([w for p in wave for w in p.stop(targets.get(p.name))])
 
     def reopen_logs(self) -> None:
         log.info("reopening log files")
@@ -268,10 +326,12 @@ class Supervisor:
                    and (current[n].removed or current[n].config != new.programs[n])]
         for name in removed:
             current[name].removed = True  # before any later reload looks
-            self._spawn_task(self._remove(current[name]))
-        for name in changed:
-            self._spawn_task(self._reconfigure(current[name], new.programs[name]))
-        self._spawn_task(self._start_groups([self._add(n, new.programs[n]) for n in added]))
+        self._spawn_task(self._remove_all(removed))
+        self._spawn_task(self._reconfigure_all(changed))
+        for name in added:
+            self._add(name, new.programs[name])
+        self._spawn_task(self._start_programs(
+            {n: None for n in added if new.programs[n].autostart}))
         summary = (f"reloaded: added {added or '-'}, removed {removed or '-'}, "
                    f"changed {changed or '-'}, unchanged "
                    f"{len(new.programs) - len(added) - len(changed)}")
@@ -280,6 +340,11 @@ class Supervisor:
             "changed": ",".join(changed)}})
         return summary
 
+    async def _remove_all(self, names: list[str]) -> None:
+        """Stop programs that left the config, dependents first, and forget them."""
+        for wave in reversed(self._waves(names)):
+            await asyncio.gather(*(self._remove(p) for p in wave))
+
     async def _remove(self, program: Program) -> None:
         scaler = self.scalers.pop(program.name, None)
         if scaler is not None:
@@ -287,6 +352,13 @@ class Supervisor:
         await program.remove()
         if self.programs.get(program.name) is program and program.name not in self.config.programs:
             del self.programs[program.name]
+
+    async def _reconfigure_all(self, names: list[str]) -> None:
+        """Roll changed programs out, what others depend on first; each gets the latest
+        config when its turn comes (a later reload may have changed it again)."""
+        for wave in self._waves(names):
+            await asyncio.gather(*(self._reconfigure(p, self.config.programs[p.name])
+                                   for p in wave if p.name in self.config.programs))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -301,6 +373,9 @@ class Supervisor:
             last_reload_success=self.last_reload_success,
             isolation=self.rt.isolation,
             leftovers_killed=self.rt.leftovers_killed,
+            hook_runs=dict(self.hooks.runs),
+            hook_failures=dict(self.hooks.failures),
+            notifications_rejected=self.rt.notifications_rejected,
         )
 
     def _pool_view(self, program: Program) -> PoolView | None:
@@ -339,8 +414,12 @@ class Supervisor:
             return self.view().status()
         if cmd in CHANGES and self._done.is_set():
             raise CommandError("the controller is shutting down")
-        if cmd in ("start", "stop", "restart"):
+        if cmd in ("start", "stop") or (cmd == "restart" and not request.get("rolling")):
             return await self._act(cmd, request.get("target"))
+        if cmd == "restart":
+            return await self._roll(request.get("target"))
+        if cmd == "signal":
+            return self._signal(request.get("target"), request.get("signal"))
         if cmd == "reload":
             return await self.reload()
         if cmd == "shutdown":
@@ -361,17 +440,40 @@ class Supervisor:
         return scaler.explain()
 
     async def _act(self, cmd: str, target: object) -> str:
+        """start and stop go in order (what a program depends on starts first and stops
+        last, and starting a program starts it); restart acts on each target as it is."""
         targets = self._targets(target)
-        waits = []
-        for program, index in targets:
-            action = {"start": program.start, "stop": program.stop,
-                      "restart": program.restart}[cmd]
-            waits += action(index)
-        await wait_all(waits)
+        chosen = {program.name: index for program, index in targets}
+        if cmd == "start":
+            await self._start_programs(chosen)
+        elif cmd == "stop":
+            await self._stop_programs(chosen)
+        else:
+            await wait_all([w for program, index in targets for w in program.restart(index)])
         insts = [i for p, index in targets for i in p.select(index)]
+        waiting = [f"{p.name} waiting for {', '.join(p.waiting_for)}" for p, _ in targets
+                   if p.waiting_for]
         if not insts:
             return f"{cmd}: nothing to do"
-        return ", ".join(f"{i.id} {i.state.value}" for i in insts)
+        return ", ".join([*(f"{i.id} {i.state.value}" for i in insts), *waiting])
+
+    async def _roll(self, target: object) -> str:
+        """restart --rolling: each program instance by instance (see rolling)."""
+        targets = self._targets(target)
+        outcomes = await asyncio.gather(*(p.roll(index) for p, index in targets))
+        text = "; ".join(o.describe(p.name) for (p, _), o in zip(targets, outcomes, strict=True))
+        if any(o.halted for o in outcomes):
+            raise CommandError(text)
+        return text
+
+    def _signal(self, target: object, sig: object) -> str:
+        if not isinstance(sig, int):
+            raise CommandError('"signal" is required')
+        reached = [i for program, index in self._targets(target)
+                   for i in program.send(index, sig)]
+        if not reached:
+            raise CommandError(f"{target}: no process to signal")
+        return f"{signal.Signals(sig).name} sent to {', '.join(reached)}"
 
     def _logs(self, target: object) -> dict[str, list[str]]:
         name, _ = parse_target(target)
@@ -407,3 +509,26 @@ class Supervisor:
         await wait_all(program.scale(count))
         running = sum(i.state == State.RUNNING for i in program.instances.values())
         return f"{name}: {count} desired, {running} running"
+
+
+def _unready_instances(program: Program) -> list[Instance]:
+    return [i for i in program.instances.values() if not i.retire and not i.ready]
+
+
+def _left(was: State) -> Callable[[State], bool]:
+    return lambda state: state != was
+
+
+async def _next_change(instances: list[Instance]) -> None:
+    """Until each of these instances has left the state it is in now."""
+    loop = asyncio.get_running_loop()
+    changes = []
+    for inst in instances:
+        fut: asyncio.Future[State] = loop.create_future()
+        inst.waiters.add(_left(inst.state), fut)
+        changes.append(fut)
+    try:
+        await asyncio.wait(changes)
+    finally:
+        for fut in changes:
+            fut.cancel()

@@ -43,6 +43,9 @@ class InstanceView:
     started_at: float | None  # unix seconds of the running process's start
     cgroup_memory_bytes: int | None = None  # its cgroup's charge, page cache included
     tasks: int | None = None  # processes and threads of the running process's tree
+    ready: bool = False  # serving (see Instance.ready)
+    status_text: str | None = None  # its last STATUS= (ready: notify)
+    replacing: int | None = None  # pid of the process it replaces while it gets ready
 
     def status(self) -> InstanceStatus:
         last = self.last_exit
@@ -57,6 +60,9 @@ class InstanceView:
             "last_exit": None if last is None else {
                 "code": last.status.code, "signal": last.status.signal, "reason": last.reason,
                 "time": last.time, "error": last.error},
+            "ready": self.ready,
+            "status_text": self.status_text,
+            "replacing": self.replacing,
         }
 
 
@@ -115,6 +121,7 @@ class ProgramView:
     cpu_user: float = 0.0
     cpu_system: float = 0.0
     cpu_throttled: float | None = None  # seconds, monotonic; None without a cpu cgroup
+    waiting_for: tuple[str, ...] = ()  # dependencies its start waits on
 
     def limit(self, kind: str) -> int | float | str | None:
         return next((lim.value for lim in self.limits if lim.kind == kind), None)
@@ -127,6 +134,7 @@ class ProgramView:
             "pool": self.pool.status() if self.pool else None,
             "instances": [i.status() for i in self.instances],
             "limits": [lim.status() for lim in self.limits],
+            "waiting_for": list(self.waiting_for),
         }
 
     @property
@@ -143,6 +151,9 @@ class ControllerView:
     last_reload_success: float = 0.0  # unix time the config was last loaded successfully
     isolation: str = "none"  # the backend: cgroup2, cgroup1, none
     leftovers_killed: int = 0  # processes an earlier controller left, killed at start-up
+    hook_runs: dict[str, int] = field(default_factory=dict)  # by kind: command, webhook
+    hook_failures: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason)
+    notifications_rejected: int = 0  # notify datagrams from no instance of ours
 
     def status(self) -> Status:
         return {"programs": [p.status() for p in self.programs]}

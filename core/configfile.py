@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -26,12 +27,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def format_error(path: str, err: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
+Location = tuple[str | int, ...]
+
+
+def format_error(path: str, err: ValidationError,
+                 file_of: Callable[[Location], str] | None = None) -> str:
+    """One block per file: its name, then each error's key path and message. ``file_of``
+    names the file a key came from when the config spans several (else all are ``path``)."""
+    return format_problems([(e["loc"], e["msg"].removeprefix("Value error, "))
+                            for e in err.errors()], lambda loc: file_of(loc) if file_of else path)
+
+
+def format_problems(problems: list[tuple[Location, str]], file_of: Callable[[Location], str]
+                    ) -> str:
+    blocks: dict[str, list[str]] = {}
+    for loc, message in problems:
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        blocks.setdefault(file_of(loc), []).append(f"  {key}: {message}")
+    return "\n".join(line for file, lines in blocks.items()
+                     for line in [f"{file}: invalid configuration", *lines])
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

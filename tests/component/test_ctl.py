@@ -64,11 +64,12 @@ STATUS = {
             "pool": None,
             "instances": [
                 {"id": "web:0", "state": "running", "pid": 4242, "uptime_seconds": 192.4,
-                 "restarts": 0, "rss_bytes": 25690112, "backoff_seconds": 0, "last_exit": None},
+                 "restarts": 0, "rss_bytes": 25690112, "backoff_seconds": 0, "last_exit": None,
+                 "ready": True, "status_text": "serving 3 requests"},
                 {"id": "web:1", "state": "backoff", "pid": None, "uptime_seconds": None,
                  "restarts": 3, "rss_bytes": None, "backoff_seconds": 2.2,
                  "last_exit": {"code": None, "signal": 9, "reason": "memory_limit",
-                               "time": NOW - 5}},
+                               "time": NOW - 5}, "ready": True, "replacing": 4100},
             ],
             "limits": [{"kind": "memory", "value": 104857600, "enforced": "polled"},
                        {"kind": "cpu", "value": 0.5, "enforced": "not enforced"},
@@ -86,7 +87,8 @@ STATUS = {
                                "time": NOW - 3700}},
             ],
         },
-        {"program": "idle", "state": "stopped", "desired": 0, "pool": None, "instances": []},
+        {"program": "idle", "state": "stopped", "desired": 0, "pool": None, "instances": [],
+         "waiting_for": ["web"]},
     ]
 }
 
@@ -128,22 +130,26 @@ def test_status_table(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
     for line in lines[1:5]:  # aligned: every column starts under its heading
         for start in starts[1:]:
             assert line[start - 2 : start] == "  " and line[start] != " "
-    web0, web1, workers0, idle = (line.split(None, 7) for line in lines[1:5])
-    assert web0 == ["web", "web:0", "running", "4242", "3m12s", "0", "24.5MiB", "-"]
-    assert web1[:7] == ["web", "web:1", "backoff(2s)", "-", "-", "3", "-"]
-    assert re.fullmatch(r"SIGKILL, memory_limit, \S+ ago", web1[7])
-    assert workers0[4] == "1h1m40s" and workers0[6] == "512B"
-    assert re.fullmatch(r"exit 1, failed_start, \S+ ago", workers0[7])
-    assert idle == ["idle", "-", "stopped", "-", "-", "-", "-", "-"]
-    assert lines[5] == "pool workers: auto, desired 1 (min 1, max 4), utilization 0.43"
-    assert lines[6] == ("limits web: memory 100.0MiB (polled), cpu 0.5 (not enforced), "
-                        "umask 0027 (process)")
+    web0, web1, workers0, idle = (line.split(None, 8) for line in lines[1:5])
+    assert web0 == ["web", "web:0", "running", "yes", "4242", "3m12s", "0", "24.5MiB", "-"]
+    assert web1[:8] == ["web", "web:1", "backoff(2s)", "yes", "-", "-", "3", "-"]
+    assert re.fullmatch(r"SIGKILL, memory_limit, \S+ ago", web1[8])
+    assert workers0[3] == "-"  # a controller before readiness did not say
+    assert workers0[5] == "1h1m40s" and workers0[7] == "512B"
+    assert re.fullmatch(r"exit 1, failed_start, \S+ ago", workers0[8])
+    assert idle == ["idle", "-", "stopped", "-", "-", "-", "-", "-", "-"]
+    assert lines[5:] == [
+        "web:0: serving 3 requests",
+        "web:1: pid 4100 serves until this instance is ready (rolling restart)",
+        "idle: waiting for web to be ready",
+        "pool workers: auto, desired 1 (min 1, max 4), utilization 0.43",
+        "limits web: memory 100.0MiB (polled), cpu 0.5 (not enforced), umask 0027 (process)"]
 
 
 def test_status_ages_are_relative_to_now() -> None:
     rows = render.status_rows(STATUS, now=NOW)  # type: ignore[arg-type]
-    assert rows[1][7] == "SIGKILL, memory_limit, 5s ago"
-    assert rows[2][7] == "exit 1, failed_start, 1h1m40s ago"
+    assert rows[1][8] == "SIGKILL, memory_limit, 5s ago"
+    assert rows[2][8] == "exit 1, failed_start, 1h1m40s ago"
 
 
 def test_status_json(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,6 +163,9 @@ def test_status_json(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
         (["start", "web"], {"cmd": "start", "target": "web"}),
         (["stop", "web:1"], {"cmd": "stop", "target": "web:1"}),
         (["restart", "all"], {"cmd": "restart", "target": "all"}),
+        (["restart", "--rolling", "web"], {"cmd": "restart", "target": "web", "rolling": True}),
+        (["signal", "web:1", "hup"], {"cmd": "signal", "target": "web:1", "signal": 1}),
+        (["signal", "web", "10"], {"cmd": "signal", "target": "web", "signal": 10}),
         (["reload"], {"cmd": "reload"}),
         (["shutdown"], {"cmd": "shutdown"}),
         (["scale", "workers", "3"], {"cmd": "scale", "target": "workers", "count": 3}),
@@ -181,7 +190,9 @@ def test_refused_exits_1(peer: Peer, capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize(
     "args",
     [[], ["frobnicate"], ["stop"], ["stop", "web:x"], ["stop", "-web"], ["scale", "web", "-1"],
-     ["scale", "web:0", "2"], ["logs", "all"], ["--timeout", "soon", "status"]],
+     ["scale", "web:0", "2"], ["logs", "all"], ["--timeout", "soon", "status"],
+     ["signal", "web"], ["signal", "web", "SIGNOPE"], ["signal", "web", "999"],
+     ["stop", "--rolling", "web"]],
 )
 def test_bad_usage_exits_2(peer: Peer, args: list[str]) -> None:
     with pytest.raises(SystemExit) as info:

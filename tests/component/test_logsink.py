@@ -1,14 +1,30 @@
-"""Log sink: rotation between lines only, partial lines, reopen, prefixed output."""
+"""Log sink: rotation between lines only, partial lines, reopen, prefixed output,
+timestamps, tails, stderr apart."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from pathlib import Path
 
 import pytest
 
-from procpilot.controller.logsink import PARTIAL_LIMIT, PipeReader, PrefixedStream, RotatingFile
+from procpilot.controller.config import Logs
+from procpilot.controller.logsink import (
+    PARTIAL_LIMIT,
+    TAIL_LINE_BYTES,
+    TAIL_LINES,
+    LogFiles,
+    PipeReader,
+    PrefixedStream,
+    RotatingFile,
+    Tail,
+    Timestamps,
+    instance_sinks,
+    log_paths,
+    rfc3339,
+)
 from procpilot.controller.reaper import Reaper
 from procpilot.controller.spawn import SpawnSpec, spawn
 
@@ -141,3 +157,51 @@ def test_very_long_line_is_not_split(tmp_path: Path) -> None:
                       path, max_size=1000, backups=10)
     assert [p.read_bytes() for p in files_in_order(path, 10)] == [
         b"a\n", b"x" * size + b"\n", b"b\n"]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes, complete: bool) -> None:
+        self.data += data
+
+
+def test_timestamps_start_every_line_once_even_when_it_comes_in_pieces() -> None:
+    out = Collect()
+    clock = iter([1714564800.0, 1714564801.25, 1714564802.5])
+    sink = Timestamps(out, lambda: next(clock))
+    sink.write(b"a\nb\n", complete=True)
+    sink.write(b"long li", complete=False)
+    sink.write(b"ne\nc\n", complete=True)
+    assert out.data.decode().splitlines() == [
+        "2024-05-01T12:00:00.000Z a", "2024-05-01T12:00:00.000Z b",
+        "2024-05-01T12:00:01.250Z long line", "2024-05-01T12:00:02.500Z c"]
+    assert rfc3339(0.0015) == "1970-01-01T00:00:00.001Z"
+
+
+def test_tail_keeps_the_last_lines_cut_short() -> None:
+    lines: deque[bytes] = deque(maxlen=TAIL_LINES)
+    out = Collect()
+    tail = Tail(out, lines)
+    tail.write(b"".join(b"%d\n" % n for n in range(100)), complete=True)
+    tail.write(b"partial", complete=False)
+    tail.write(b"x" * 1000 + b"\n", complete=True)
+    assert list(lines) == [b"%d" % n for n in range(91, 100)] + [b"x" * TAIL_LINE_BYTES]
+    assert out.data.endswith(b"99\npartial" + b"x" * 1000 + b"\n")
+
+
+def test_separate_stderr_goes_to_its_own_file_with_timestamps(tmp_path: Path) -> None:
+    logs = Logs(directory=str(tmp_path), stderr="separate", timestamps=True)
+    files = LogFiles()
+    lines: deque[bytes] = deque(maxlen=TAIL_LINES)
+    out, err = instance_sinks(logs, "web", 2, files=files, clock=lambda: 0.0, tail=lines)
+    assert err is not None
+    out.write(b"hello\n", complete=True)
+    err.write(b"oops\n", complete=True)
+    files.close_all()
+    assert (tmp_path / "web-2.log").read_text() == "1970-01-01T00:00:00.000Z hello\n"
+    assert (tmp_path / "web-2.err.log").read_text() == "1970-01-01T00:00:00.000Z oops\n"
+    assert list(lines) == [b"hello", b"oops"]
+    assert log_paths(logs, "web", 2) == [str(tmp_path / "web-2.log"),
+                                         str(tmp_path / "web-2.err.log")]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from procpilot.controller.config import ProgramConfig
+from procpilot.controller.hooks import Event
 from procpilot.controller.instance import Instance, pick_to_stop
 from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.program import Program, wait_all
@@ -26,9 +27,13 @@ FAST = {"start_seconds": "1s", "stop": {"timeout": "10s"},
                     "window": "1h", "reset_after": "1h"}}
 
 
-def program(rt: FakeRuntime, command: str = "serve", **config: Any) -> Program:
-    cfg = ProgramConfig.model_validate({"command": command, **FAST, **config})
-    p = Program("web", cfg, rt)
+def program(rt: FakeRuntime, command: str = "serve", on_event: Callable[[Event], None] | None
+            = None, **config: Any) -> Program:
+    body = {"command": command, **FAST, **config}
+    if body.get("ready", "start_seconds") != "start_seconds":
+        del body["start_seconds"]  # ready says when instead (and the config refuses both)
+    cfg = ProgramConfig.model_validate(body)
+    p = Program("web", cfg, rt, on_event)
     p.ensure_instances()
     return p
 

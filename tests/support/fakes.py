@@ -13,26 +13,30 @@ process behaves (argv[0]):
 - ``exit CODE [AFTER]``: exits with CODE after AFTER seconds (default 0);
 - ``missing``: cannot be started (SpawnFailed, as for a missing executable).
 
-Tests also end processes themselves (``child.exit(...)``), set measurements
-(``child.usage``), mark OOM kills (``child.oom``) and script health checks
-(``runtime.health``).
+Tests also end processes themselves (``child.exit(...)``), send what a program would send
+over NOTIFY_SOCKET (``child.notify("READY=1")``), write output (``child.say(...)``), set
+measurements (``child.usage``), mark OOM kills (``child.oom``), and script health checks
+(``runtime.health``) and hooks (``runtime.hook``; every delivery is in
+``runtime.delivered``). Listening sockets are numbers in ``runtime.listening``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import selectors
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from procpilot.controller.config import Health, TotalMetric
+from procpilot.controller.config import Health, Hook, TotalMetric
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.logsink import LogFiles, Sink
 from procpilot.controller.metricsources import MetricError
-from procpilot.controller.runtime import Child, SpawnFailed, Usage
+from procpilot.controller.notify import parse
+from procpilot.controller.runtime import Child, OnNotice, SpawnFailed, Usage
 from procpilot.controller.spawn import SpawnSpec
 from procpilot.controller.states import ExitStatus
 
@@ -92,12 +96,15 @@ async def sleep(seconds: float) -> None:
 
 class FakeChild:
     def __init__(self, rt: FakeRuntime, spec: SpawnSpec, pid: int, sink: Sink,
-                 confinement: Confinement) -> None:
+                 confinement: Confinement, *, stderr: Sink | None = None,
+                 notify: OnNotice | None = None) -> None:
         self.rt = rt
         self.spec = spec
         self.confinement = confinement
         self._pid = pid
         self.sink = sink
+        self.stderr = stderr
+        self.notify_to = notify
         self._exited: asyncio.Future[ExitStatus] = rt.loop.create_future()
         self.signals: list[int] = []
         self.killed = False  # kill() was called
@@ -128,6 +135,16 @@ class FakeChild:
         if not self._exited.done():
             self._exited.set_result(ExitStatus(code, sig))
 
+    def notify(self, message: str) -> None:
+        """What the program would send over NOTIFY_SOCKET (it must have been given one)."""
+        assert self.notify_to is not None, "started without NOTIFY_SOCKET"
+        self.notify_to(parse(message.encode()))
+
+    def say(self, text: str, stderr: bool = False) -> None:
+        """Whole lines of output, as the pipe reader hands them over."""
+        sink = self.stderr if stderr and self.stderr is not None else self.sink
+        sink.write(text.encode(), complete=True)
+
     def signal(self, sig: int) -> bool:
         self.signals.append(sig)
         if self._exited.done() and not self.leftovers:
@@ -156,6 +173,9 @@ class FakeChild:
     def oom_killed(self) -> bool:
         return self.oom
 
+    def drain(self) -> None:
+        """Output is written at once here: nothing waits in a pipe."""
+
     @property
     def kernel_limits(self) -> frozenset[str]:
         return self.rt.enforceable & self.confinement.limits.kinds()
@@ -163,6 +183,16 @@ class FakeChild:
     @property
     def accounted(self) -> bool:
         return bool(self.rt.enforceable)
+
+
+class FakeListener:
+    def __init__(self, rt: FakeRuntime, address: str) -> None:
+        self.rt = rt
+        self.address = address
+        self.fd = rt.listening[address]
+
+    def close(self) -> None:
+        del self.rt.listening[self.address]
 
 
 @dataclass
@@ -180,7 +210,12 @@ class FakeRuntime:
     enforceable: frozenset[str] = frozenset()  # what a fake cgroup backend would enforce
     isolation: str = "none"
     leftovers_killed: int = 0
+    notifications_rejected: int = 0
+    listening: dict[str, int] = field(default_factory=dict)  # address -> fake fd, while open
+    hook: Callable[[Hook, dict[str, Any]], Awaitable[None]] | None = None  # default: success
+    delivered: list[tuple[Hook, dict[str, Any], Mapping[str, str]]] = field(default_factory=list)
     _pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    _fds: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
 
     def wall(self) -> float:
         return WALL_AT_ZERO + self.loop.time()
@@ -188,11 +223,15 @@ class FakeRuntime:
     def rand(self) -> float:
         return 0.5  # no jitter: backoff delays are exactly delay * factor**n
 
-    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement) -> Child:
+    def start(self, spec: SpawnSpec, sink: Sink, confinement: Confinement, *,
+              stderr: Sink | None = None, notify: OnNotice | None = None) -> Child:
         argv = [str(a) for a in spec.argv]
         if argv[0] == "missing":
             raise SpawnFailed(f"[Errno 2] no such executable: {argv[0]!r}")
-        child = FakeChild(self, spec, next(self._pids), sink, confinement)
+        for _, fd in spec.sockets:
+            assert fd in self.listening.values(), "passed a socket that is not listening"
+        child = FakeChild(self, spec, next(self._pids), sink, confinement, stderr=stderr,
+                          notify=notify)
         self.children.append(child)
         if argv[0] == "exit":
             code = int(argv[1])
@@ -200,9 +239,21 @@ class FakeRuntime:
             self.loop.call_later(after, child.exit, code)
         return child
 
+    def listen(self, address: str) -> FakeListener:
+        if address.endswith(":1"):  # a port this fake cannot have
+            raise OSError(98, "Address already in use")
+        self.listening[address] = next(self._fds)
+        return FakeListener(self, address)
+
     async def healthy(self, check: Health, spec: SpawnSpec) -> bool:
         env = spec.env or {}
         return self.health(env.get("PROCPILOT_PROGRAM", ""))
+
+    async def deliver(self, hook: Hook, body: bytes, env: Mapping[str, str]) -> None:
+        event = json.loads(body)
+        self.delivered.append((hook, event, env))
+        if self.hook is not None:
+            await self.hook(hook, event)
 
     def measure(self, children: Sequence[Child]) -> dict[int, Usage]:
         """Each child's ``usage``; with ``busy`` set for its program, CPU accrues at that rate."""

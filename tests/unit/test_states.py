@@ -30,7 +30,9 @@ def program(**restart: object) -> ProgramConfig:
 def exit_after(
     clock: Clock, uptime: float, code: int | None = 1, sig: int | None = None
 ) -> Exit:
-    return Exit(ExitStatus(code, sig), uptime=uptime, time=clock.advance(uptime))
+    # program() is ready after start_seconds: 1s
+    return Exit(ExitStatus(code, sig), uptime=uptime, time=clock.advance(uptime),
+                ready=uptime >= 1)
 
 
 def decide(p: ProgramConfig, e: Exit, cause: Cause | None = None) -> Outcome:
