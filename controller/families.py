@@ -5,11 +5,11 @@ from __future__ import annotations
 from procpilot.controller.hooks import FAILURE_REASONS
 from procpilot.controller.isolation import CHOICES
 from procpilot.controller.states import RESTART_REASONS, State
+from procpilot.core import reloads
 from procpilot.core.metricdef import Family
 
 STATES = tuple(s.value for s in State)
 CPU_MODES = ("user", "system")
-RELOAD_RESULTS = ("success", "failure")
 SCALE_DIRECTIONS = ("up", "down")
 ISOLATION_BACKENDS = tuple(c for c in CHOICES if c != "auto")
 HOOK_KINDS = ("command", "webhook")
@@ -77,16 +77,7 @@ PROGRAM_CPU = Family(
 REAPED = Family(
     "procpilot_controller_reaped_processes_total", "counter",
     "Orphaned descendants the controller reaped (not managed instances).")
-RELOADS = Family(
-    "procpilot_controller_config_reloads_total", "counter", "Config reloads by result.",
-    ("result",), {"result": RELOAD_RESULTS})
-LAST_RELOAD_OK = Family(
-    "procpilot_controller_config_last_reload_successful", "gauge",
-    "1 if the last config reload succeeded (or none was tried), as Prometheus itself "
-    "reports it.")
-LAST_RELOAD_TIME = Family(
-    "procpilot_controller_config_last_reload_success_timestamp_seconds", "gauge",
-    "Unix time the config was last loaded successfully (start-up counts).")
+RELOADS = reloads.families("procpilot_controller", "SIGHUP or procpilotctl reload")
 ISOLATION_INFO = Family(
     "procpilot_controller_isolation_info", "gauge",
     "Constant 1, labeled by the isolation backend the instances run under.", ("backend",),
@@ -160,7 +151,7 @@ CONTROLLER = (
     PROGRAM_EXIT_CODE, PROGRAM_BACKOFF, PROGRAM_START_TIME, PROGRAM_RESIDENT_MEMORY,
     INSTANCE_RESIDENT_MEMORY, PROGRAM_MEMORY_LIMIT, PROGRAM_CGROUP_MEMORY, PROGRAM_CPU,
     PROGRAM_CPU_LIMIT, PROGRAM_CPU_THROTTLED, PROGRAM_TASKS, PROGRAM_TASKS_LIMIT, REAPED,
-    RELOADS, LAST_RELOAD_OK, LAST_RELOAD_TIME, ISOLATION_INFO, LEFTOVERS_KILLED, HOOK_RUNS,
+    *RELOADS, ISOLATION_INFO, LEFTOVERS_KILLED, HOOK_RUNS,
     HOOK_FAILURES, NOTIFICATIONS_REJECTED, BUILD_INFO,
 )
 POOL = (

@@ -23,13 +23,10 @@ class ControllerCollector(Collector):
         yield from program_families(view.programs)
         yield from pool_families(view.programs)
         reaped = f.REAPED.of(view.reaped_processes)
-        reloads = f.RELOADS.new()
-        for result in f.RELOAD_RESULTS:
-            reloads.add_metric([result], view.reloads.get(result, 0))
         isolation = f.ISOLATION_INFO.new()
         isolation.add_metric([view.isolation], 1)
-        yield from (reaped, reloads, f.LAST_RELOAD_OK.of(1 if view.last_reload_ok else 0),
-                    f.LAST_RELOAD_TIME.of(view.last_reload_success), isolation,
+        yield from view.reloads.metrics(f.RELOADS)
+        yield from (reaped, isolation,
                     f.LEFTOVERS_KILLED.of(view.leftovers_killed), *hook_families(view),
                     f.NOTIFICATIONS_REJECTED.of(view.notifications_rejected),
                     build_info(f.BUILD_INFO))

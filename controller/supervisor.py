@@ -18,7 +18,6 @@ import concurrent.futures
 import contextlib
 import logging
 import signal
-from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from procpilot.controller.protocol import MAX_INSTANCES
 from procpilot.controller.runtime import SupervisorRuntime
 from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, PoolView
+from procpilot.core.reloads import Reloads
 
 if TYPE_CHECKING:
     from procpilot.controller.protocol import Explained, Request
@@ -71,10 +71,7 @@ class Supervisor:
         self.loop = rt.loop
         self.programs: dict[str, Program] = {}
         self.scalers: dict[str, PoolScaler] = {}  # kept while closed, until replaced
-        self.reloads: Counter[str] = Counter()
-        # Like Prometheus's own: did the last attempt work, and when did one last work.
-        self.last_reload_ok = True
-        self.last_reload_success = rt.wall()  # the start-up load counts
+        self.reloads = Reloads.since_start(rt.wall)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sampler: asyncio.TimerHandle | None = None
@@ -307,13 +304,11 @@ class Supervisor:
         try:
             new = config_mod.load(self.config_path)
         except ConfigError as e:
-            self.reloads["failure"] += 1
-            self.last_reload_ok = False
+            self.reloads.record(ok=False)
             log.error("config reload refused; keeping the running config",
                       extra={"fields": {"err": str(e)}})
             raise CommandError(f"reload refused, running config kept: {e}") from None
-        self.reloads["success"] += 1
-        self.last_reload_ok, self.last_reload_success = True, self.rt.wall()
+        self.reloads.record(ok=True)
         if new.control.socket != self.config.control.socket:
             log.warning("control.socket changed; takes effect on restart")
         if self.control is not None:
@@ -368,9 +363,7 @@ class Supervisor:
         return ControllerView(
             programs=tuple(p.view(self._pool_view(p)) for p in programs),
             reaped_processes=self.rt.reaped_orphans,
-            reloads=dict(self.reloads),
-            last_reload_ok=self.last_reload_ok,
-            last_reload_success=self.last_reload_success,
+            reloads=self.reloads.copy(),
             isolation=self.rt.isolation,
             leftovers_killed=self.rt.leftovers_killed,
             hook_runs=dict(self.hooks.runs),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         ProgramStatus,
         Status,
     )
+    from procpilot.core.reloads import Reloads
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,7 @@ class ProgramView:
 class ControllerView:
     programs: tuple[ProgramView, ...]
     reaped_processes: int
-    reloads: dict[str, int]  # by result: success, failure
-    last_reload_ok: bool = True
-    last_reload_success: float = 0.0  # unix time the config was last loaded successfully
+    reloads: Reloads
     isolation: str = "none"  # the backend: cgroup2, cgroup1, none
     leftovers_killed: int = 0  # processes an earlier controller left, killed at start-up
     hook_runs: dict[str, int] = field(default_factory=dict)  # by kind: command, webhook

@@ -78,11 +78,11 @@ def _reload(collector: ScrapeCollector, path: str | None) -> None:
     try:
         cfg = config.load(path)
     except ConfigError as e:
-        collector.reloaded(ok=False)
+        collector.reloads.record(ok=False)
         log.error("reload failed, keeping the running config", extra={"fields": {"err": str(e)}})
         return
     collector.configure(cfg)
-    collector.reloaded(ok=True)
+    collector.reloads.record(ok=True)
     log.info("config reloaded", extra={"fields": {"file": path}})
 
 

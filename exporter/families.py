@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from procpilot.core import reloads
 from procpilot.core.metricdef import Family
 from procpilot.core.procfs import READ_ERROR_REASONS
 
@@ -23,7 +24,6 @@ COLLECTOR_NAMES = ("summary", "threads", "zombies", "orphans", "groups", "top")
 DROP_REASONS = ("max_series", "max_groups", "max_scrape_series")
 CPU_MODES = ("user", "system")
 SWITCH_TYPES = ("voluntary", "involuntary")
-RELOAD_RESULTS = ("success", "failure")
 EXIT_RESULTS = ("grouped", "ungrouped", "unattributed")
 EXIT_LOSSES = ("socket", "capacity")
 
@@ -154,16 +154,7 @@ READ_ERRORS = Family(
     "procpilot_exporter_procfs_read_errors_total", "counter",
     "Processes skipped while reading procfs: vanished, permission denied, unparsable.",
     ("reason",), {"reason": READ_ERROR_REASONS})
-RELOADS = Family(
-    "procpilot_exporter_config_reloads_total", "counter",
-    "Config reloads (SIGHUP) by result.", ("result",), {"result": RELOAD_RESULTS})
-LAST_RELOAD_OK = Family(
-    "procpilot_exporter_config_last_reload_successful", "gauge",
-    "1 if the last config reload succeeded (or none was tried), as Prometheus itself "
-    "reports it.")
-LAST_RELOAD_TIME = Family(
-    "procpilot_exporter_config_last_reload_success_timestamp_seconds", "gauge",
-    "Unix time the config was last loaded successfully (start-up counts).")
+RELOADS = reloads.families("procpilot_exporter", "SIGHUP")
 TASKSTATS_LISTENING = Family(
     "procpilot_exporter_taskstats_listening", "gauge",
     "1 while the exporter receives the kernel's taskstats exit records (root, Linux 5.19+, "
@@ -191,7 +182,7 @@ ALL = (
     GROUP_SWAP_PSS, GROUP_CPU, GROUP_READ, GROUP_WRITE, GROUP_MAJOR_FAULTS, GROUP_MINOR_FAULTS,
     GROUP_CONTEXT_SWITCHES, GROUP_OPEN_FDS, GROUP_WORST_FD_RATIO, GROUP_STATES, GROUP_THREADS,
     GROUP_OLDEST, PROCESS_RESIDENT_MEMORY, SERIES_DROPPED, LABELS_TRUNCATED,
-    COLLECTOR_DURATION, COLLECTOR_SUCCESS, SNAPSHOT_DURATION, READ_ERRORS, RELOADS,
-    LAST_RELOAD_OK, LAST_RELOAD_TIME, TASKSTATS_LISTENING, TASKSTATS_EXITS, TASKSTATS_LOST,
+    COLLECTOR_DURATION, COLLECTOR_SUCCESS, SNAPSHOT_DURATION, READ_ERRORS, *RELOADS,
+    TASKSTATS_LISTENING, TASKSTATS_EXITS, TASKSTATS_LOST,
     BUILD_INFO,
 )

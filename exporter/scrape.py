@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector as RegistryCollector
 
 from procpilot.core.procfs import READ_ERROR_REASONS, ProcReader
+from procpilot.core.reloads import Reloads
 from procpilot.core.version import build_info
 from procpilot.exporter import families
 from procpilot.exporter.collectors import COLLECTORS, Caps, Shared
@@ -44,9 +45,7 @@ class ScrapeCollector(RegistryCollector):
         self._result: list[Metric] = []
         self._done_at = float("-inf")
         self._read_errors = dict.fromkeys(READ_ERROR_REASONS, 0)
-        self.reloads = dict.fromkeys(families.RELOAD_RESULTS, 0)
-        self.last_reload_ok = True
-        self.last_reload_success = time.time()  # the start-up load counts
+        self.reloads = Reloads.since_start(time.time)
         self.configure(config)
 
     def configure(self, config: ExporterConfig) -> None:
@@ -58,13 +57,6 @@ class ScrapeCollector(RegistryCollector):
             self.max_scrape_series = config.max_scrape_series
             self._done_at = float("-inf")
             self._listen("groups" in self.collectors and bool(config.groups))
-
-    def reloaded(self, ok: bool) -> None:
-        """Record a reload attempt: a failed one leaves the running config in place."""
-        self.reloads["success" if ok else "failure"] += 1
-        self.last_reload_ok = ok
-        if ok:
-            self.last_reload_success = time.time()
 
     def close(self) -> None:
         if self.exits is not None:
@@ -144,12 +136,7 @@ class ScrapeCollector(RegistryCollector):
             errors.add_metric([reason], n)
         yield errors
         yield from self.shared.caps.metrics()
-        reloads = families.RELOADS.new()
-        for result, n in self.reloads.items():
-            reloads.add_metric([result], n)
-        yield reloads
-        yield families.LAST_RELOAD_OK.of(1 if self.last_reload_ok else 0)
-        yield families.LAST_RELOAD_TIME.of(self.last_reload_success)
+        yield from self.reloads.metrics(families.RELOADS)
         listening = self.exits is not None and self.exits.listening
         yield families.TASKSTATS_LISTENING.of(1 if listening else 0)
         yield build_info(families.BUILD_INFO)

@@ -109,11 +109,11 @@ def test_broken_reload_keeps_the_running_config_and_is_counted(tmp_path: Path) -
         with pytest.raises(CommandError, match="reload refused, running config kept"):
             await sup.reload()
         view = sup.view()
-        assert (view.reloads, view.last_reload_ok) == ({"failure": 1}, False)
+        assert (view.reloads.counts, view.reloads.last_ok) == ({"success": 0, "failure": 1}, False)
         assert "web" in sup.programs
         write(path, {"web": {"command": "serve", **QUICK}})
         await sup.reload()
-        assert sup.view().last_reload_ok
+        assert sup.view().reloads.last_ok
 
     on_supervisor(path, {"web": {"command": "serve", **QUICK}}, test)
 

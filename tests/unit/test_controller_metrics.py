@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 
 from procpilot.controller.metrics import ControllerCollector, make_registry
 from procpilot.controller.view import ControllerView, InstanceView, PoolView, ProgramView
+from procpilot.core.reloads import Reloads
 from tests.support.service import Samples, parse, value
 
 POOL_METRICS = (
@@ -35,7 +36,7 @@ FRESH_POOL = PoolView(min=1, max=4, pinned=None, utilization=None, desired=1,
 
 
 def scrape(*programs: ProgramView) -> Samples:
-    view = ControllerView(programs=programs, reaped_processes=0, reloads={})
+    view = ControllerView(programs=programs, reaped_processes=0, reloads=Reloads(lambda: 0.0, 0.0))
     collector = ControllerCollector(lambda: view)
     return parse(generate_latest(make_registry(collector)).decode())
 

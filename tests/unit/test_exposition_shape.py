@@ -29,6 +29,7 @@ from procpilot.controller.view import (
     ProgramView,
 )
 from procpilot.core.procfs import FS, ProcReader
+from procpilot.core.reloads import Reloads
 from procpilot.exporter import config
 from procpilot.exporter.collectors import COLLECTORS
 from procpilot.exporter.scrape import ScrapeCollector
@@ -75,7 +76,7 @@ def controller_text() -> str:
                     limits=(LimitView("memory", 2**20, "polled"),), cpu_user=1.0, cpu_system=0.5),
         ProgramView("pool", "running", 2, pool, ()),
     )
-    view = ControllerView(programs=programs, reaped_processes=1, reloads={"success": 1})
+    view = ControllerView(programs=programs, reaped_processes=1, reloads=Reloads(lambda: 0.0, 0.0))
     collector = ControllerCollector(lambda: view)
     return generate_latest(make_registry(collector)).decode()
 

@@ -173,7 +173,7 @@ def test_reload_results_are_exported(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     scrape = ScrapeCollector(ProcReader(FS.at(str(tmp_path))), config.ExporterConfig(), [])
     registry.register(scrape)
-    scrape.reloaded(ok=False)
+    scrape.reloads.record(ok=False)
 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -181,7 +181,7 @@ def test_reload_results_are_exported(tmp_path: Path) -> None:
     assert value("procpilot_exporter_config_last_reload_successful") == 0
     assert value("procpilot_exporter_config_reloads_total", result="failure") == 1
     started = value("procpilot_exporter_config_last_reload_success_timestamp_seconds")
-    scrape.reloaded(ok=True)
+    scrape.reloads.record(ok=True)
     assert value("procpilot_exporter_config_last_reload_successful") == 1
     assert value("procpilot_exporter_config_reloads_total", result="success") == 1
     assert (value("procpilot_exporter_config_last_reload_success_timestamp_seconds") or 0) >= (
