@@ -51,6 +51,7 @@ from procpilot.controller.spawn import (
 )
 from procpilot.controller.states import ExitStatus
 from procpilot.controller.usage import tree_members
+from procpilot.core import sdnotify
 from procpilot.core.cpu import CpuTracker
 from procpilot.core.procfs import FS, ProcReader, has_children_files, subtree
 from procpilot.core.procfs.cgroups import read_cgroups
@@ -201,6 +202,9 @@ class SupervisorRuntime(Runtime, Protocol):
     @property
     def notifications_rejected(self) -> int:
         """Datagrams on the notify socket no instance could be found for."""
+
+    def tell_manager(self, state: str) -> None:
+        """sd_notify the service manager that runs the controller (READY=1, STOPPING=1)."""
 
 
 class SocketListener:
@@ -373,6 +377,9 @@ class ProcessRuntime:
             self.leftovers_killed += len(pids)
             log.warning("killed what an earlier controller left", extra={"fields": {
                 "cell": cell.name, "processes": len(pids), "removed": removed}})
+
+    def tell_manager(self, state: str) -> None:
+        sdnotify.notify(state)
 
     def close(self) -> None:
         """After shutdown: the last cells are emptied and removed before the root goes."""

@@ -96,6 +96,7 @@ class Supervisor:
             self.start()
             log.info("controller started", extra={"fields": {
                 "programs": len(self.programs), "socket": self.socket_path}})
+            self.rt.tell_manager("READY=1")
             await self._done.wait()
             await self.shutdown()
         finally:
@@ -127,6 +128,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Stop every program in reverse priority order and wait for what they left."""
         self._done.set()
+        self.rt.tell_manager("STOPPING=1")
         if self._sampler is not None:
             self._sampler.cancel()
         for scaler in self.scalers.values():

@@ -10,6 +10,7 @@ import sys
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from procpilot.core import sdnotify
 from procpilot.core.configfile import ConfigError
 from procpilot.core.procfs import FS, ProcReader
 from procpilot.core.service import Service, StartError, exit_quietly_on_stop_signals
@@ -65,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         server = SERVICE.serve(args, registry, web_config, collectors=",".join(enabled))
     except StartError as e:
         return SERVICE.fail(e)
+    sdnotify.notify("READY=1")
     while signal.sigwait(signals) == signal.SIGHUP:
         _reload(collector, args.config_file)
+    sdnotify.notify("STOPPING=1")
     server.shutdown()
     collector.close()
     log.info("stopped")

@@ -211,6 +211,7 @@ class FakeRuntime:
     isolation: str = "none"
     leftovers_killed: int = 0
     notifications_rejected: int = 0
+    told: list[str] = field(default_factory=list)  # sd_notify states for the manager
     listening: dict[str, int] = field(default_factory=dict)  # address -> fake fd, while open
     hook: Callable[[Hook, dict[str, Any]], Awaitable[None]] | None = None  # default: success
     delivered: list[tuple[Hook, dict[str, Any], Mapping[str, str]]] = field(default_factory=list)
@@ -290,6 +291,9 @@ class FakeRuntime:
 
     def close(self) -> None:
         self.logs.close_all()
+
+    def tell_manager(self, state: str) -> None:
+        self.told.append(state)
 
     @property
     def reaped_orphans(self) -> int:
