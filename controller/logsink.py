@@ -81,6 +81,8 @@ class RotatingFile:
         self._open()
 
     def _append(self, data: bytes) -> None:
+        if self._fd < 0:  # closed while a process of a retired instance still writes
+            self._open()
         _write_all(self._fd, data)
         self.size += len(data)
 
@@ -200,13 +202,17 @@ class LogFiles:
             f.reopen()
 
     def close(self, path: str) -> None:
-        f = self._files.pop(path, None)
+        """Release the file's descriptor. The file stays known: what a retired instance's
+        leftover processes still write until their stop timeout opens it again, and
+        close_all() at shutdown closes it for good."""
+        f = self._files.get(path)
         if f is not None:
             f.close()
 
     def close_all(self) -> None:
-        for path in list(self._files):
-            self.close(path)
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 class PipeReader:

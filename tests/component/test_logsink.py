@@ -205,3 +205,18 @@ def test_separate_stderr_goes_to_its_own_file_with_timestamps(tmp_path: Path) ->
     assert list(lines) == [b"hello", b"oops"]
     assert log_paths(logs, "web", 2) == [str(tmp_path / "web-2.log"),
                                          str(tmp_path / "web-2.err.log")]
+
+
+def test_output_after_the_file_was_closed_still_lands_in_it(tmp_path: Path) -> None:
+    """A retired instance's file is closed while a leftover process may still write until
+    its stop timeout: that output reopens the file instead of writing to no descriptor."""
+    files = LogFiles()
+    path = str(tmp_path / "web-0.log")
+    sink = files.get(path, 1 << 20, 1)
+    sink.write(b"before\n", complete=True)
+    files.close(path)
+    sink.write(b"after\n", complete=True)
+    assert Path(path).read_bytes() == b"before\nafter\n"
+    files.close_all()
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == path]
