@@ -9,39 +9,40 @@ parses strings again.
 
 from __future__ import annotations
 
-import grp
 import json
-import pwd
-import re
-import shlex
 import signal
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BeforeValidator,
     Field,
     SecretStr,
     StrictBool,
     ValidationError,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from procpilot.controller import depends
 from procpilot.controller.autoscale import Policy, Target
+from procpilot.controller.configtypes import (
+    Argv,
+    Bytes,
+    Cores,
+    CoreSize,
+    EnvValue,
+    Gid,
+    HttpUrl,
+    Seconds,
+    SignalNumber,
+    Text,
+    Uid,
+    Umask,
+    split_host_port,
+)
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.includes import with_includes
 from procpilot.controller.isolation import Limits as CellLimits
-from procpilot.controller.protocol import (
-    ALL,
-    DEFAULT_SOCKET,
-    MAX_INSTANCES,
-    PROGRAM_NAME,
-    signal_number,
-)
+from procpilot.controller.protocol import ALL, DEFAULT_SOCKET, MAX_INSTANCES, PROGRAM_NAME
 from procpilot.core.configfile import (
     ConfigError,
     Location,
@@ -50,7 +51,6 @@ from procpilot.core.configfile import (
     format_problems,
     load_yaml,
 )
-from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
 
 __all__ = [
@@ -59,105 +59,6 @@ __all__ = [
 
 RESERVED_NAMES = frozenset({ALL})
 READY_TIMEOUT = 90.0  # default ready_timeout, systemd's default start timeout
-
-_DURATION_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": DURATION_PATTERN},
-    ],
-    "description": "Duration: 500ms, 10s, 1m30s, 1h, or a number of seconds.",
-}
-_SIZE_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": SIZE_PATTERN},
-    ],
-    "description": "Size: 4096, 512MiB, 1GB, 1.5GiB.",
-}
-_ARGV_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1},
-    ]
-}
-_ID_SCHEMA: dict[str, Any] = {"type": ["string", "integer"]}
-
-
-_CORE_SCHEMA: dict[str, Any] = {"anyOf": [_SIZE_SCHEMA, {"const": "unlimited"}]}
-_UMASK_PATTERN = "^0?[0-7]{3}$"
-_UMASK_SCHEMA: dict[str, Any] = {"type": "string", "pattern": _UMASK_PATTERN,
-                                 "description": "Octal, as a string: '027'."}
-
-
-def _core_size(value: object) -> object:
-    return value if value == "unlimited" else parse_size(value)
-
-
-def _umask(value: object) -> int:
-    """'027' or '0027' -> 0o27; a YAML integer would be read as decimal, so it is refused."""
-    if isinstance(value, str) and re.match(_UMASK_PATTERN, value):
-        return int(value, 8)
-    raise ValueError(f"{value!r}: expected an octal umask as a string, like '027'")
-
-
-def _env_value(value: object) -> object:
-    """A string (YAML numbers too), or {value: ..., secret: true} -> a SecretStr, whose
-    repr and dump hide it. Errors never show the value."""
-    if isinstance(value, dict):
-        if set(value) - {"value", "secret"} or not isinstance(value.get("value"), str) \
-                or value.get("secret", True) is not True:
-            raise ValueError("expected a string, or {value: <string>, secret: true}")
-        return SecretStr(value["value"])
-    if not isinstance(value, int | float | str):
-        raise ValueError("expected a string, or {value: <string>, secret: true}")
-    return _scalar_str(value)
-
-
-_ENV_SCHEMA: dict[str, Any] = {"anyOf": [
-    {"type": ["string", "number"]},
-    {"type": "object", "additionalProperties": False, "required": ["value"],
-     "properties": {"value": {"type": "string"}, "secret": {"const": True}}},
-]}
-
-
-def _signal(value: object) -> int:
-    """TERM, SIGTERM, term or 15 -> 15."""
-    return signal_number(value)
-
-
-def _scalar_str(value: object) -> object:
-    """Let YAML numbers stand for strings (PORT: 8000); booleans are ambiguous, so refuse."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r}: a YAML boolean here is ambiguous; quote it")
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-def _argv(value: object) -> object:
-    """A command string is split like a shell would (without running one); lists stay lists."""
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as e:
-            raise ValueError(f"cannot split command string: {e}") from None
-    if isinstance(value, list | tuple):
-        if not value:
-            raise ValueError("command must not be empty")
-        return [_scalar_str(v) for v in value]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
-Bytes = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
-SignalNumber = Annotated[
-    int,
-    BeforeValidator(_signal),
-    WithJsonSchema({"type": ["string", "integer"], "description": "Signal name or number."}),
-]
-Text = Annotated[str, BeforeValidator(_scalar_str)]
-EnvValue = Annotated[str | SecretStr, BeforeValidator(_env_value), WithJsonSchema(_ENV_SCHEMA)]
-Argv = Annotated[tuple[Text, ...], BeforeValidator(_argv), WithJsonSchema(_ARGV_SCHEMA)]
 
 
 class Control(Strict):
@@ -210,23 +111,6 @@ class Stop(Strict):
     )
 
 
-def _cores(value: object) -> object:
-    """'50%' of one core -> 0.5; numbers are cores already."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r}: expected cores (0.5) or a percentage (50%)") from None
-    return value
-
-
-Cores = Annotated[
-    float,
-    BeforeValidator(_cores),
-    WithJsonSchema({"type": ["number", "string"], "description": "Cores, or '50%'."}),
-]
-
-
 class Limits(Strict):
     """Per instance. memory, memory_high, swap, cpu and tasks are kept by the kernel where
     the isolation backend can (cgroups); nofile, core and umask are set on the process."""
@@ -246,10 +130,9 @@ class Limits(Strict):
         default=None, ge=1, description="Most processes and threads per instance (pids.max).")
     nofile: int | None = Field(
         default=None, ge=1, description="Open files per process (RLIMIT_NOFILE, soft and hard).")
-    core: Annotated[int | Literal["unlimited"], BeforeValidator(_core_size),
-                    WithJsonSchema(_CORE_SCHEMA)] | None = Field(
+    core: CoreSize | None = Field(
         default=None, description="Largest core dump (RLIMIT_CORE): a size, 0 or 'unlimited'.")
-    umask: Annotated[int, BeforeValidator(_umask), WithJsonSchema(_UMASK_SCHEMA)] | None = Field(
+    umask: Umask | None = Field(
         default=None, description="File mode creation mask, octal as a string ('027').")
     check_interval: Seconds = Field(
         default=1.0, ge=0.1,
@@ -295,30 +178,6 @@ class Logs(Strict):
         "<program>-<instance>.err.log.")
     timestamps: StrictBool = Field(
         default=False, description="Start each line with the time it was read, RFC 3339 UTC.")
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:8000' or '[::1]:8000' -> (host, port); ValueError when malformed.
-
-    The listen-address parser, plus what a target to connect to needs: a host and a port.
-    """
-    try:
-        host, port = parse_listen_address(address)
-    except ValueError:
-        host, port = "", 0
-    if not host or not port:
-        raise ValueError(f"{address!r}: expected host:port, e.g. 127.0.0.1:8000 or [::1]:8000")
-    return host, port
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r}: expected an http:// or https:// URL with a host")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Health(Strict):
@@ -600,24 +459,6 @@ class Autoscale(Strict):
         )
 
 
-def _uid(value: object) -> object:
-    if isinstance(value, str) and not value.isdigit():
-        try:
-            return pwd.getpwnam(value).pw_uid
-        except KeyError:
-            raise ValueError(f"{value!r}: no such user") from None
-    return value
-
-
-def _gid(value: object) -> object:
-    if isinstance(value, str) and not value.isdigit():
-        try:
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"{value!r}: no such group") from None
-    return value
-
-
 class ProgramConfig(Strict):
     # Strict so that the before-validator's `is True` test and the field always agree.
     shell: StrictBool = Field(
@@ -629,10 +470,10 @@ class ProgramConfig(Strict):
         "{value: ..., secret: true} never appears in status, logs, metrics or errors."
     )
     directory: str | None = Field(default=None, min_length=1, description="Working directory.")
-    user: Annotated[int, BeforeValidator(_uid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
+    user: Uid | None = Field(
         default=None, ge=0, description="Run as this user (name or uid); controller must be root."
     )
-    group: Annotated[int, BeforeValidator(_gid), WithJsonSchema(_ID_SCHEMA)] | None = Field(
+    group: Gid | None = Field(
         default=None, ge=0, description="Run as this group (name or gid); default: user's group."
     )
     instances: int = Field(default=1, ge=0, le=MAX_INSTANCES,
