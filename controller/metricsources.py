@@ -19,7 +19,12 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode
 
-from procpilot.controller.config import CommandMetric, HTTPMetric, PrometheusMetric, TotalMetric
+from procpilot.controller.autoscaleconfig import (
+    CommandMetric,
+    HTTPMetric,
+    PrometheusMetric,
+    TotalMetric,
+)
 from procpilot.controller.reaper import Reaper
 from procpilot.controller.spawn import SpawnSpec, spawn
 

@@ -32,7 +32,7 @@ from procpilot.controller.autoscale import (
     decide,
     past_warmup,
 )
-from procpilot.controller.config import Autoscale
+from procpilot.controller.autoscaleconfig import Autoscale
 from procpilot.controller.instance import Run
 from procpilot.controller.metricsources import MetricError, finite
 from procpilot.controller.program import Program

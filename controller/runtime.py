@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from procpilot.controller import health, http, metricsources
-from procpilot.controller.config import Health, Hook, TotalMetric
+from procpilot.controller.autoscaleconfig import TotalMetric
+from procpilot.controller.config import Health, Hook
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.control import remove_stale
 from procpilot.controller.isolation import (

@@ -31,7 +31,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from procpilot.controller.config import Health, Hook, TotalMetric
+from procpilot.controller.autoscaleconfig import TotalMetric
+from procpilot.controller.config import Health, Hook
 from procpilot.controller.confinement import Confinement
 from procpilot.controller.logsink import LogFiles, Sink
 from procpilot.controller.metricsources import MetricError

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from procpilot.controller import config
 from procpilot.controller.autoscale import Target
-from procpilot.controller.config import Autoscale, ConfigError, ControllerConfig, ProgramConfig
+from procpilot.controller.autoscaleconfig import Autoscale
+from procpilot.controller.config import ConfigError, ControllerConfig, ProgramConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "controller.yaml"
