@@ -7,10 +7,8 @@ means, how long to back off, what a rollout does next) are the pure functions of
 :class:`~procpilot.controller.runtime.Runtime` (start, signal, kill) and keeps the books that
 status, metrics and hooks read.
 
-An instance is *running* once it is ready: up for ``start_seconds`` (the default), or when it
-sent READY=1 (``ready: notify``), or at its first passing health check (``ready: health``).
-An exit before that is a failed start. Once ready, a ``watchdog`` restarts it unless
-WATCHDOG=1 keeps coming.
+An instance is *running* once it is ready. When a process is ready, and when one is restarted
+for not showing that it is alive (ready_timeout, health, watchdog), is decided in ``readiness``.
 
 When an instance's main process exits on its own, whatever is left of it is killed at once:
 leftovers of a crashed instance would otherwise pile up across restarts (and keep its output
@@ -29,7 +27,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from procpilot.controller import health, rolling, states
+from procpilot.controller import readiness, rolling, states
 from procpilot.controller.backoff import Backoff
 from procpilot.controller.config import ProgramConfig
 from procpilot.controller.hooks import Event
@@ -184,7 +182,8 @@ class Program:
     def state(self) -> State:
         return states.aggregate(i.state for i in self.instances.values())
 
-    def _fields(self, inst: Instance, **more: object) -> dict[str, object]:
+    def log_fields(self, inst: Instance, **more: object) -> dict[str, object]:
+        """Structured log fields naming the instance, and more."""
         return {"program": self.name, "instance": inst.id, **more}
 
     def _emit(self, event: str, inst: Instance | None, state: State | None, *,
@@ -228,7 +227,7 @@ class Program:
         c = self.config
 
         def notified(notice: Notice) -> None:
-            self._notified(inst, run, notice)
+            readiness.notified(self, inst, run, notice)
 
         try:
             if inst.output is None:  # before spawning: a child must never lack its reader
@@ -239,27 +238,17 @@ class Program:
             child = self.rt.start(self._instance_spec(inst.index), stdout, confinement,
                                   stderr=stderr, notify=notified if c.ready == "notify" else None)
         except (SpawnFailed, OSError) as e:
-            log.error("cannot start instance", extra={"fields": self._fields(inst, err=str(e))})
+            log.error("cannot start instance", extra={"fields": self.log_fields(inst, err=str(e))})
             self._after_exit(inst, Exit(FAILED_SPAWN, 0.0, self._now(), ready=False), None,
                              None, str(e))
             return
         run = inst.run = Run(child, self._now())
         child.exited.add_done_callback(lambda fut: self._exited(inst, run, fut.result()))
-        if c.ready == "start_seconds":
-            inst.timer = self.rt.loop.call_later(c.start_seconds, self._ready, inst, run)
-        else:
-            inst.timer = self.rt.loop.call_later(c.ready_seconds, self._not_ready_in_time,
-                                                 inst, run)
-        check = c.health
-        if check is not None:
-            spec = self.spawn_spec(inst.index)
-            run.health = self.rt.loop.create_task(health.monitor(
-                check, lambda: self.rt.healthy(check, spec), lambda: self._unhealthy(inst, run),
-                (lambda: self._ready(inst, run)) if c.ready == "health" else None))
-        log.info("instance started", extra={"fields": self._fields(inst, pid=child.pid)})
+        readiness.watch(self, inst, run)
+        log.info("instance started", extra={"fields": self.log_fields(inst, pid=child.pid)})
         self._emit("started", inst, State.STARTING, pid=child.pid)
 
-    def _ready(self, inst: Instance, run: Run) -> None:
+    def mark_ready(self, inst: Instance, run: Run) -> None:
         """The process is ready: the instance is running; a process it replaces may go."""
         if inst.run is not run or inst.state != State.STARTING:
             return
@@ -267,57 +256,10 @@ class Program:
         inst.backoff_until = None
         run.ready_at = self._now()
         self._move(inst, State.RUNNING)
-        self._arm_watchdog(inst, run)
+        readiness.arm_watchdog(self, inst, run)
         for old in list(inst.old):
             self._stop_old(inst, old, replaced=True)
         self._emit("ready", inst, State.RUNNING, pid=run.child.pid)
-
-    def _not_ready_in_time(self, inst: Instance, run: Run) -> None:
-        inst.timer = None
-        if inst.run is run and inst.state == State.STARTING:
-            log.warning("instance not ready in time", extra={"fields": self._fields(
-                inst, pid=run.child.pid, ready=self.config.ready,
-                timeout=self.config.ready_seconds)})
-            self.stop_for(inst, "ready_timeout")
-
-    def _unhealthy(self, inst: Instance, run: Run) -> None:
-        if inst.run is run and inst.state in (State.STARTING, State.RUNNING):
-            log.warning("instance failed its health check",
-                        extra={"fields": self._fields(inst, pid=run.child.pid)})
-            self.stop_for(inst, "health")
-
-    # --- what it says over NOTIFY_SOCKET ---------------------------------------------------
-
-    def _notified(self, inst: Instance, run: Run, notice: Notice) -> None:
-        if notice.status is not None:
-            run.status_text = notice.status
-        if notice.stopping and not run.stopping:
-            run.stopping = True
-            log.info("instance says it is stopping",
-                     extra={"fields": self._fields(inst, pid=run.child.pid)})
-        if inst.run is not run:  # a replaced process: only its status and stopping count
-            return
-        if notice.ready:
-            self._ready(inst, run)
-        if notice.watchdog_trigger:
-            self._watchdog_expired(inst, run)
-        elif notice.watchdog:
-            self._arm_watchdog(inst, run)
-
-    def _arm_watchdog(self, inst: Instance, run: Run) -> None:
-        timeout = self.config.watchdog
-        if timeout is None or inst.state != State.RUNNING:
-            return
-        if run.watchdog is not None:
-            run.watchdog.cancel()
-        run.watchdog = self.rt.loop.call_later(timeout, self._watchdog_expired, inst, run)
-
-    def _watchdog_expired(self, inst: Instance, run: Run) -> None:
-        run.watchdog = None
-        if inst.run is run and inst.state == State.RUNNING:
-            log.warning("instance watchdog expired; restarting", extra={"fields": self._fields(
-                inst, pid=run.child.pid, watchdog=self.config.watchdog)})
-            self.stop_for(inst, "watchdog")
 
     # --- exits ---------------------------------------------------------------------------
 
@@ -353,7 +295,7 @@ class Program:
             self.restarts[outcome.reason] += 1
             inst.restarts += 1
         how = exited.status.describe()
-        fields = self._fields(inst, status=how, reason=outcome.reason, next=outcome.state.value)
+        fields = self.log_fields(inst, status=how, reason=outcome.reason, next=outcome.state.value)
         if outcome.state == State.FATAL:
             log.error("instance gave up after too many restarts; fatal until started again",
                       extra={"fields": fields})
@@ -428,7 +370,7 @@ class Program:
             inst.timer = None
         if inst.run is run or run in inst.old:
             log.warning("instance did not stop in time; killing what is left of it",
-                        extra={"fields": self._fields(inst, pid=run.child.pid)})
+                        extra={"fields": self.log_fields(inst, pid=run.child.pid)})
             run.child.kill()
 
     # --- replacing a process with a surge (rolling restarts) ------------------------------
@@ -461,8 +403,8 @@ class Program:
         else:
             old.child.kill()
             log.warning("replaced process exited before its successor was ready",
-                        extra={"fields": self._fields(inst, pid=old.child.pid,
-                                                      status=status.describe())})
+                        extra={"fields": self.log_fields(inst, pid=old.child.pid,
+                                                          status=status.describe())})
         inst.waiters.notify(inst.state)  # a stop may be waiting for it
 
     # --- actions (control socket, startup, reload, scaling) -------------------------------
