@@ -18,6 +18,7 @@ from typing import Any
 
 from procpilot.controller.states import RESTART_REASONS
 from procpilot.core.procfs import FS, subtree
+from procpilot.core.procfs.pidstat import read_stat
 from tests.soak.scale import pick, report
 from tests.support.controller import Controller, proc_stat
 
@@ -45,9 +46,15 @@ def rss_kib(pid: int) -> int:
         return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
 
 
-def tree(top: int) -> dict[int, str]:
-    """Every descendant of top and its state letter, from the children files."""
-    return {pid: p.state for pid, p in subtree(FS.at(), top).items()}
+def tree(top: int) -> dict[tuple[int, int], str]:
+    """Every descendant of top by (pid, start ticks), an identity that survives pid reuse
+    (pid_max may be 32768: a long run goes round), and its state letter."""
+    return {p.key: p.state for p in subtree(FS.at(), top).values()}
+
+
+def still_there(key: tuple[int, int]) -> bool:
+    proc = read_stat(FS.at(), key[0])
+    return proc is not None and proc.key == key
 
 
 class Chaos:
@@ -57,10 +64,10 @@ class Chaos:
         self.c = c
         self.victims = [f"victim{i}" for i in range(victims)]
         self.kills = 0
-        self.killed: set[int] = set()
+        self.killed: set[tuple[str, int]] = set()  # (instance, its restarts): one process
         self.latencies: list[float] = []
         self.lingering_zombies = 0
-        self.seen: set[int] = set()
+        self.seen: set[tuple[int, int]] = set()
         self.stop = threading.Event()
         self.rng = random.Random(7)
 
@@ -71,25 +78,26 @@ class Chaos:
         return status
 
     def run(self) -> None:
-        previous: set[int] = set()
+        previous: set[tuple[int, int]] = set()
         tick = 0
         while not self.stop.is_set():
             status = self.status()
-            running = [i["pid"] for name in self.victims for i in status[name]["instances"]
-                       if i["state"] == "running" and i["pid"] not in self.killed]
+            running = [(i["pid"], (i["id"], i["restarts"]))
+                       for name in self.victims for i in status[name]["instances"]
+                       if i["state"] == "running" and (i["id"], i["restarts"]) not in self.killed]
             if running:
-                pid = self.rng.choice(running)
+                pid, process = self.rng.choice(running)
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 else:
                     self.kills += 1
-                    self.killed.add(pid)
+                    self.killed.add(process)
             if tick % 20 == 0:
                 self.operate(tick // 20)
             below = tree(self.c.pid)
-            zombies = {pid for pid, state in below.items() if state == "Z"}
+            zombies = {key for key, state in below.items() if state == "Z"}
             self.lingering_zombies += len(zombies & previous)  # still there 50 ms later
             previous = zombies
             self.seen |= set(below)
@@ -132,18 +140,15 @@ def test_chaos(tmp_path: Path) -> None:
         restarts = by_reason["signal"] + by_reason["failed_start"]
         starts = {i: c.metric("procpilot_program_restarts_total", program=f"flood{i}",
                               reason="exit") for i in range(3)}
+        # An exit the controller missed would leave an instance "running" on a pid that is
+        # gone or is no longer its child.
+        lost = [i["id"] for name in chaos.victims for i in c.status()[name]["instances"]
+                if i["state"] == "running" and proc_stat(i["pid"]) not in {("S", c.pid),
+                                                                           ("R", c.pid)}]
         chaos.seen |= set(tree(c.pid))
     finally:
         c.stop()
-    left = {pid for pid in chaos.seen if proc_stat(pid) is not None}
-    assert chaos.kills > 0 and restarts == chaos.kills, by_reason
-    assert chaos.lingering_zombies == 0
-    assert left == set()
-    for i in range(3):
-        data = (logs / f"flood{i}-0.log").read_bytes()
-        assert LINE.sub(b"", data) == b""  # whole lines only
-        assert data.count(b"\n") % LINES == 0 and data.count(b"\n") >= LINES
-        assert starts[i] == 0
+    left = {key for key in chaos.seen if still_there(key)}
     ms = sorted(t * 1000 for t in chaos.latencies)
     report("controller chaos", f"{victims + 4} programs, a SIGKILL every 50 ms, operator "
            f"actions, reload every {reload_every:.0f} s, {seconds:.0f} s", {
@@ -152,3 +157,12 @@ def test_chaos(tmp_path: Path) -> None:
                "log lines lost or split": 0, "RSS growth MiB": round((rss1 - rss0) / 1024, 1),
                "status p50/p99 ms": f"{statistics.median(ms):.1f}/"
                                     f"{ms[int(len(ms) * .99) - 1]:.1f}"})
+    assert chaos.kills > 0 and restarts == chaos.kills, (by_reason, lost)
+    assert lost == []
+    assert chaos.lingering_zombies == 0
+    assert left == set()
+    for i in range(3):
+        data = (logs / f"flood{i}-0.log").read_bytes()
+        assert LINE.sub(b"", data) == b""  # whole lines only
+        assert data.count(b"\n") % LINES == 0 and data.count(b"\n") >= LINES
+        assert starts[i] == 0
