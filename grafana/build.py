@@ -610,6 +610,15 @@ def controller_dashboard() -> dict[str, Any]:
             overrides=[dashed(".* desired$")],
         ),
         timeseries(
+            "Ready vs running instances",
+            "short",
+            (f"procpilot_program_instances{{{PROGRAM}}}", "{{program}} running"),
+            (f"procpilot_program_ready_instances{{{PROGRAM}}}", "{{program}} ready"),
+            description="Ready: serving (start_seconds passed, READY=1 or a passing health "
+            "check) and not announcing STOPPING=1.",
+            overrides=[dashed(".* ready$")],
+        ),
+        timeseries(
             "Uptime of the oldest instance",
             "s",
             (f"time() - procpilot_program_start_time_seconds{{{PROGRAM}}}", "{{program}}"),
@@ -684,6 +693,34 @@ def controller_dashboard() -> dict[str, Any]:
             ),
             description="All instances of the program; 100% is one core.",
             stack=True,
+        ),
+        timeseries(
+            "Cgroup memory vs limit",
+            "bytes",
+            (f"procpilot_program_cgroup_memory_bytes{{{PROGRAM}}}", "{{program}}"),
+            (f"procpilot_program_memory_limit_bytes{{{PROGRAM}}}", "{{program}} limit"),
+            description="What the kernel charges the instances' cgroups (page cache "
+            "included); at the limit it reclaims, then OOM-kills (restart reason oom_kill).",
+            overrides=[dashed(".* limit$")],
+        ),
+        timeseries(
+            "CPU throttled",
+            "percentunit",
+            (f"rate(procpilot_program_cpu_throttled_seconds_total{{{PROGRAM}}}{rate})",
+             "{{program}}"),
+            (f"procpilot_program_cpu_limit_cores{{{PROGRAM}}}", "{{program}} limit (cores)"),
+            description="Share of time the instances were held back by limits.cpu; work "
+            "that waits here is latency.",
+            overrides=[dashed(".* limit .*$")],
+        ),
+        timeseries(
+            "Tasks vs limit",
+            "short",
+            (f"procpilot_program_tasks{{{PROGRAM}}}", "{{program}}"),
+            (f"procpilot_program_tasks_limit{{{PROGRAM}}}", "{{program}} limit"),
+            description="Processes and threads; at limits.tasks fork() and thread creation "
+            "fail with EAGAIN.",
+            overrides=[dashed(".* limit$")],
         ),
     ]
     pools = [
@@ -781,6 +818,39 @@ def controller_dashboard() -> dict[str, Any]:
             ),
             description="Per second; the controller is a subreaper and reaps orphaned "
             "descendants of its programs.",
+        ),
+        timeseries(
+            "Hooks run and failed",
+            "short",
+            (
+                "sum by (instance, kind) "
+                f"(increase(procpilot_controller_hook_runs_total{{{INSTANCE}}}{rate}))",
+                "{{kind}} run @ {{instance}}",
+            ),
+            (
+                "sum by (instance, kind, reason) "
+                f"(increase(procpilot_controller_hook_failures_total{{{INSTANCE}}}{rate}))",
+                "{{kind}} {{reason}} @ {{instance}}",
+            ),
+            description="Failed hooks are not retried: the events they carried are lost.",
+            bars=True,
+        ),
+        timeseries(
+            "Isolation and strays",
+            "short",
+            (f"procpilot_controller_isolation_info{{{INSTANCE}}}", "{{backend}} @ {{instance}}"),
+            (
+                f"increase(procpilot_controller_leftover_processes_killed_total{{{INSTANCE}}}"
+                f"{rate})",
+                "leftovers killed @ {{instance}}",
+            ),
+            (
+                f"increase(procpilot_controller_notifications_rejected_total{{{INSTANCE}}}"
+                f"{rate})",
+                "notifications rejected @ {{instance}}",
+            ),
+            description="The cgroup backend in use; processes an earlier controller left in "
+            "its cells; sd_notify datagrams from processes of no instance.",
         ),
         table(
             "Versions",
