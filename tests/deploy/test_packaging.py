@@ -72,3 +72,15 @@ def test_the_core_imports_neither_service() -> None:
 def test_the_controller_imports_nothing_from_the_exporter() -> None:
     for path in (REPO / "controller").rglob("*.py"):
         assert "procpilot.exporter" not in path.read_text(), path
+
+
+def test_only_the_core_names_proc_paths() -> None:
+    """The services reach /proc through core.procfs, so `--procfs` moves every read."""
+    found = []
+    for folder in ("exporter", "controller"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                head = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else node
+                if isinstance(head, ast.Constant) and str(head.value).startswith("/proc"):
+                    found.append(f"{path.relative_to(REPO)} {head.value!r}")
+    assert found == ["exporter/cli.py '/proc'"]  # the --procfs flag's default
