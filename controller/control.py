@@ -120,6 +120,7 @@ class ControlServer:
         self.handler = handler
         self._allowed_uids = frozenset(allowed_uids)
         self._server: asyncio.Server | None = None
+        self._claimed: socket.socket | None = None  # bound, not yet served
         self._open = 0  # connections being served
 
     @property
@@ -138,7 +139,9 @@ class ControlServer:
                 log.error("control.allowed_uids not applied to the socket file",
                           extra={"fields": {"err": str(e)}})
 
-    async def start(self) -> None:
+    def claim(self) -> None:
+        """Bind the socket without serving yet: OSError when another controller listens on
+        it. Claimed first, before anything a controller of this socket owns is touched."""
         sock = bind_socket(self.path)
         try:
             allow_uids(self.path, self._allowed_uids)
@@ -146,11 +149,23 @@ class ControlServer:
             sock.close()
             os.unlink(self.path)
             raise
+        self._claimed = sock
+
+    async def start(self) -> None:
+        if self._claimed is None:
+            self.claim()
+        sock, self._claimed = self._claimed, None
+        assert sock is not None
         self._server = await asyncio.start_unix_server(
             self._serve, sock=sock, limit=REQUEST_LIMIT
         )
 
     async def close(self) -> None:
+        if self._claimed is not None:
+            self._claimed.close()
+            self._claimed = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(FileNotFoundError):

@@ -29,8 +29,10 @@ def included_files(patterns: object, path: str) -> list[str]:
             found = sorted(os.path.join(where, f) for f in os.listdir(where)
                            if f.endswith((".yaml", ".yml"))
                            and os.path.isfile(os.path.join(where, f)))
-        elif os.path.exists(where):
+        elif os.path.isfile(where):
             found = [where]
+        elif os.path.exists(where):  # a FIFO or device would block or never end
+            raise ConfigError(f"{path}: include: {pattern!r}: not a regular file or directory")
         else:
             raise ConfigError(f"{path}: include: {pattern!r}: no such file or directory")
         files += [f for f in found if f not in files and not os.path.samefile(f, path)]
@@ -41,7 +43,7 @@ def included_files(patterns: object, path: str) -> list[str]:
 
 def with_includes(data: Any, path: str) -> tuple[Any, dict[str, str]]:
     """data with the programs of its included files added, and the file of each program."""
-    if not isinstance(data, dict) or not isinstance(data.get("programs", {}), dict):
+    if not isinstance(data, dict) or not isinstance(data.get("programs") or {}, dict):
         return data, {}
     programs = dict(data.get("programs") or {})
     sources = dict.fromkeys(programs, path)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import time
 
 from procpilot.controller.tail import follow, show
+from procpilot.core.signals import signal_name
 from procpilot.core.units import format_duration, format_size
 
 TYPE_CHECKING = False  # see protocol.py: no typing module at run time
@@ -30,13 +30,7 @@ def _last_exit(last: LastExitStatus | None, now: float) -> str:
     if not last:
         return "-"
     sig = last.get("signal")
-    if sig is not None:
-        try:
-            how = signal.Signals(sig).name
-        except ValueError:
-            how = f"signal {sig}"
-    else:
-        how = f"exit {last.get('code')}"
+    how = signal_name(sig) if sig is not None else f"exit {last.get('code')}"
     ago = format_duration(max(0, round(now - float(last.get("time", now)))))
     error = last.get("error")
     why = f"{last.get('reason', '?')}: {error}" if error else last.get("reason", "?")

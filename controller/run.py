@@ -41,6 +41,7 @@ from procpilot.controller.reaper import set_child_subreaper
 from procpilot.controller.states import ExitStatus
 from procpilot.core.procfs import FS
 from procpilot.core.procfs.pidstat import read_stat
+from procpilot.core.signals import signal_name
 from procpilot.core.units import format_size, parse_duration, parse_size
 
 PROG = "procpilot-run"
@@ -251,10 +252,7 @@ def describe(ended: Ended, usage: Usage, *, oom_kills: tuple[int | None, int | N
 def _signal_name(number: int | None) -> str | None:
     if number is None:
         return None
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
+    return signal_name(number)
 
 
 def format_text(report: dict[str, Any]) -> str:

@@ -38,7 +38,6 @@ stopping
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,6 +45,7 @@ from typing import Literal, NamedTuple, get_args
 
 from procpilot.controller.backoff import Backoff, record
 from procpilot.controller.config import ProgramConfig
+from procpilot.core.signals import signal_name
 
 
 class State(StrEnum):
@@ -124,10 +124,7 @@ class ExitStatus(NamedTuple):
 
     def describe(self) -> str:
         if self.signal is not None:
-            try:
-                return f"killed by {signal.Signals(self.signal).name}"
-            except ValueError:
-                return f"killed by signal {self.signal}"
+            return f"killed by {signal_name(self.signal)}"
         return f"exit code {self.code}"
 
 

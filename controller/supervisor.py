@@ -35,6 +35,7 @@ from procpilot.controller.runtime import SupervisorRuntime
 from procpilot.controller.states import State
 from procpilot.controller.view import ControllerView, PoolView
 from procpilot.core.reloads import Reloads
+from procpilot.core.signals import signal_name
 
 if TYPE_CHECKING:
     from procpilot.controller.protocol import Explained, Request
@@ -84,14 +85,18 @@ class Supervisor:
     async def run(self) -> int:
         """Supervise until asked to shut down; returns the exit code (0 after a clean stop)."""
         control = ControlServer(self.socket_path, self.handle, self.config.control.allowed_uids)
+        # The socket names this controller's cells: while another controller listens on it,
+        # its cells are not leftovers, so nothing is touched before the socket is ours.
+        control.claim()
         self.control = control
         loop = self.loop
-        self.rt.install()
-        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
-        loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn_task(self._reload_logged()))
-        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
         try:
+            self.rt.install()
+            loop.add_signal_handler(signal.SIGTERM, self.request_shutdown)
+            loop.add_signal_handler(signal.SIGINT, self.request_shutdown)
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: self._spawn_task(self._reload_logged()))
+            loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
             await control.start()
             self.start()
             log.info("controller started", extra={"fields": {
@@ -468,7 +473,7 @@ class Supervisor:
                    for i in program.send(index, sig)]
         if not reached:
             raise CommandError(f"{target}: no process to signal")
-        return f"{signal.Signals(sig).name} sent to {', '.join(reached)}"
+        return f"{signal_name(sig)} sent to {', '.join(reached)}"
 
     def _logs(self, target: object) -> dict[str, list[str]]:
         name, _ = parse_target(target)

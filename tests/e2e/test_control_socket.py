@@ -126,7 +126,7 @@ def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> None:
     stale.bind(str(tmp_path / "ctl.sock"))
     stale.close()  # the file stays, nobody listens: what a killed controller leaves
     with running(tmp_path, PROGRAMS) as c:
-        assert c.ok("status")
+        before = c.wait_state("idle", "running")
         second = Controller(tmp_path / "..", PROGRAMS)
         second.socket = c.socket
         second.stderr_path = tmp_path / "second.stderr"
@@ -134,4 +134,8 @@ def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> None:
         second.start(wait=False)
         assert second.wait_exit() == 1
         assert "another controller is listening" in second.stderr()
-        assert c.ok("status")
+        # The cells are the live controller's: the second one leaves them alone.
+        assert "earlier controller" not in second.stderr()
+        after = c.instance("idle")
+        assert after is not None and after["pid"] == before["pid"]
+        assert after["state"] == "running" and after["restarts"] == 0

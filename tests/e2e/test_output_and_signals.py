@@ -4,6 +4,7 @@ signal reaching an instance's process group."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,5 @@ def test_procpilotctl_signal_reaches_the_process_group(tmp_path: Path) -> None:
         refused = ctl("signal", "hup:0", "TERM")
         assert (refused.returncode, refused.stderr) == (
             1, "procpilotctl: hup:0: no process to signal\n")
+        realtime = ctl("signal", "hup:1", str(signal.SIGRTMIN + 6))  # no Signals member
+        assert (realtime.returncode, realtime.stdout) == (0, "SIGRTMIN+6 sent to hup:1\n")

@@ -63,3 +63,41 @@ def test_only_an_instances_own_processes_can_notify_for_it(tmp_path: Path) -> No
                  == rejected + 1, what="the stranger's READY=1 dropped")
         quiet = c.instance("quiet")
         assert quiet is not None and (quiet["state"], quiet["ready"]) == ("starting", False)
+
+
+# Joins the process group named in the file argv[1] (if the kernel lets it), then says
+# READY=1 at the address in that file, and writes how the join went to argv[2].
+IMPOSTOR = """
+import os, socket, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+pid, address = open(sys.argv[1]).read().split(" ", 1)
+try:
+    os.setpgid(0, int(pid))
+    joined = "joined"
+except OSError as e:
+    joined = e.strerror
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+    s.sendto(b"READY=1", "\\0" + address[1:])
+open(sys.argv[2], "w").write(joined)
+time.sleep(1000)
+"""
+
+
+def test_another_program_cannot_join_an_instances_group_to_speak_for_it(
+        tmp_path: Path) -> None:
+    target, outcome = tmp_path / "target", tmp_path / "outcome"
+    programs = {
+        "quiet": {"command": ["sleep", "1000"], "ready": "notify"},
+        "impostor": {"command": [sys.executable, "-c", IMPOSTOR, str(target), str(outcome)],
+                     "start_seconds": "100ms"},
+    }
+    with running(tmp_path, programs) as c:
+        pid = c.wait_state("quiet", "starting")["pid"]
+        target.write_text(f"{pid} {_notify_socket(pid)}")
+        wait_for(outcome.exists, what="the impostor's READY=1")
+        assert outcome.read_text() == "Operation not permitted"  # another session's group
+        wait_for(lambda: c.metric("procpilot_controller_notifications_rejected_total") == 1,
+                 what="the impostor's READY=1 dropped")
+        quiet = c.instance("quiet")
+        assert quiet is not None and (quiet["state"], quiet["ready"]) == ("starting", False)

@@ -3,6 +3,7 @@ sockets, logs, include): what they accept, and that every refusal names file and
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -142,3 +143,14 @@ def test_include_problems(tmp_path: Path) -> None:
     assert refused(tmp_path, "include: [deps.yaml]") == (
         f"{tmp_path / 'deps.yaml'}: invalid configuration\n"
         "  programs.b.depends_on: no program named 'zzz'")
+
+
+def test_an_included_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")  # opening it to read would block until a writer comes
+    assert refused(tmp_path, "include: [pipe.yaml]") == (
+        f"{tmp_path / 'controller.yaml'}: include: 'pipe.yaml': not a regular file or directory")
+
+
+def test_an_empty_programs_key_takes_included_programs(tmp_path: Path) -> None:
+    (tmp_path / "more.yaml").write_text("programs:\n  b: {command: x}\n")
+    assert list(load(tmp_path, "include: [more.yaml]\nprograms:\n").programs) == ["b"]
