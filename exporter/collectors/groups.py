@@ -10,7 +10,8 @@ scrape (core/cpu.py), so they stay monotonic when members exit. They are kept pe
 name for the exporter's lifetime: a config reload keeps those of every name the new config
 still makes. When taskstats reports exits (exporter/exits.py), what members used after
 their last scrape, and all that processes living between two scrapes used, is added too;
-zombies are then left to their exit records.
+zombies (not processes whose main thread exited while others run) are then left to their
+exit records.
 
 This runs over every process at every scrape: one dict lookup per process, one pass, and
 the extra files (status, io, fd, smaps_rollup) only for members of groups that want them.
@@ -134,20 +135,32 @@ class Groups:
             if entry is None or entry.start != p.start_ticks or entry.comm != p.comm:
                 entry = seen.get(p.pid) or self._resolve(p, snap, seen)
             seen[p.pid] = entry
-            counted = not exits or p.state != "Z"
             hit = entry.hit
             t = None if hit is None else self._totals(hit, totals)
+            values: tuple[float, ...]
             if t is None or hit is None:
-                if counted:
-                    update(p.key, (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN))
+                hit = None
+                values = (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN)
+            else:
+                values = self._read(p, hit.group, t, snap)
+            if exits and p.state == "Z" and p.is_zombie:  # (the cheap test first)
+                self._keep(p.key)
                 continue
-            values = self._read(p, hit.group, t, snap)
-            if counted:
-                self._add(hit, grown(values, update(p.key, values)))
+            before = update(p.key, values)
+            if hit is not None:
+                self._add(hit, grown(values, before))
         if exits:
             self._credit.memberships_moved(self._seen, seen, snap.taken_at, self)
         self._seen = seen
         return totals
+
+    def _keep(self, key: tuple[int, int]) -> None:
+        """A zombie is left to its exit record, which adds what it used after the values
+        scrapes last counted: keep those for as long as the zombie is there, however many
+        scrapes come before the record does."""
+        last = self._values.last(key)
+        if last is not None:
+            self._values.update(key, last)
 
     def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen]) -> Seen:
         """Match p; with children: groups, first match its ancestors no pass has matched."""
@@ -217,7 +230,7 @@ class Groups:
         if group.per_process:
             t.members.append(p)
         voluntary = involuntary = read = write = NAN
-        if p.state == "Z":  # no memory, no files: nothing more to read
+        if p.is_zombie:  # no memory, no files: nothing more to read
             return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write
         if group.swap or group.context_switches:
             status = snap.status(p)

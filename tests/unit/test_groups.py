@@ -301,3 +301,36 @@ def test_an_exit_after_a_reload_is_matched_with_what_scrapes_saw(tree: FakeProcf
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
     assert of(got, "procpilot_group_cpu_seconds_total", group="old", mode="user") is None
+
+
+def test_a_process_whose_main_thread_exited_is_counted_until_its_exit_record(
+        tree: FakeProcfs) -> None:
+    """Its stat shows Z while its other threads run: scrapes count it, and its exit record
+    adds only what it used after the last scrape."""
+    exits = FakeExits()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # 1 s seen
+    for utime in (200, 300, 400):  # more scrapes than the tracker's grace
+        tree.add(10, b"make", ppid=1, utime=utime, start=1000, state="Z", threads=3)
+        got = samples(list(groups.collect(reader.snapshot())))
+        assert of(got, "procpilot_group_cpu_seconds_total", group="build",
+                  mode="user") == utime / TICKS
+    tree.remove(10)
+    exits.pending = [ended(10, "make", 1000, user=5.0)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 5.0
+
+
+def test_a_zombie_keeps_what_scrapes_counted_until_its_exit_record_comes(
+        tree: FakeProcfs) -> None:
+    exits = FakeExits()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # 1 s seen
+    tree.add(10, b"make", ppid=1, utime=180, start=1000, state="Z")
+    for _ in range(3):  # more scrapes than the tracker's grace before the record comes
+        list(groups.collect(reader.snapshot()))
+    exits.pending = [ended(10, "make", 1000, user=1.75)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.75
