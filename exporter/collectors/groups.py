@@ -124,6 +124,7 @@ class Groups:
         exits reported, zombies are left to their exit records.
         """
         totals = {name: _Totals() for name in self._names}
+        # After a reload the last scrape's memberships are the old config's: match anew.
         cached = {} if self._rematch else self._seen
         self._rematch = False
         seen: dict[int, Seen] = {}
@@ -133,7 +134,7 @@ class Groups:
                 continue
             entry = cached.get(p.pid)
             if entry is None or entry.start != p.start_ticks or entry.comm != p.comm:
-                entry = seen.get(p.pid) or self._resolve(p, snap, seen)
+                entry = seen.get(p.pid) or self._resolve(p, snap, seen, cached)
             seen[p.pid] = entry
             hit = entry.hit
             t = None if hit is None else self._totals(hit, totals)
@@ -162,8 +163,10 @@ class Groups:
         if last is not None:
             self._values.update(key, last)
 
-    def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen]) -> Seen:
-        """Match p; with children: groups, first match its ancestors no pass has matched."""
+    def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen],
+                 cached: dict[int, Seen]) -> Seen:
+        """Match p; with children: groups, first match its ancestors that neither this pass
+        (seen) nor the last one under the same config (cached) has matched."""
         chain = [p]
         above: Hit | None = None  # the group of the nearest ancestor already matched
         q = p
@@ -171,7 +174,7 @@ class Groups:
             parent = snap.procs.get(q.ppid)
             if parent is None or parent.is_kernel_thread or parent.pid == q.pid:
                 break
-            known = seen.get(parent.pid) or self._valid(parent)
+            known = seen.get(parent.pid) or _valid(cached.get(parent.pid), parent)
             if known is not None:
                 above = known.hit
                 break
@@ -185,10 +188,6 @@ class Groups:
             entry = seen[q.pid] = Seen(q.start_ticks, q.comm, hit)
             above = hit
         return entry
-
-    def _valid(self, p: Proc) -> Seen | None:
-        entry = self._seen.get(p.pid)
-        return entry if entry and entry.start == p.start_ticks and entry.comm == p.comm else None
 
     def _totals(self, hit: Hit, totals: dict[str, _Totals]) -> _Totals | None:
         """The totals of hit's name, made when the name is new; None beyond max_groups."""
@@ -300,3 +299,8 @@ class Groups:
                 for p in kept:
                     out[f.PROCESS_RESIDENT_MEMORY].add_metric([name, str(p.pid)], p.rss_bytes)
         yield from out.values()
+
+
+def _valid(entry: Seen | None, p: Proc) -> Seen | None:
+    """entry, if it is p's membership (same start and comm)."""
+    return entry if entry and entry.start == p.start_ticks and entry.comm == p.comm else None

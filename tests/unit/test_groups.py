@@ -334,3 +334,23 @@ def test_a_zombie_keeps_what_scrapes_counted_until_its_exit_record_comes(
     exits.pending = [ended(10, "make", 1000, user=1.75)]
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.75
+
+
+def test_a_reload_matches_children_with_the_new_config_only(tmp_path: Path) -> None:
+    """The child may be read before its parent: it must not join the parent's group of the
+    old config, whatever the order of /proc."""
+    fake = FakeProcfs(tmp_path)
+    fake.add(300, b"parent")
+    fake.add(400, b"child", ppid=300)
+    reader = ProcReader(FS.at(str(tmp_path)))
+
+    def cfg(name: str) -> config.ExporterConfig:
+        return group_cfg({"name": name, "comm": ["parent"], "children": True})
+
+    groups = make("groups", cfg("old"))
+    list(groups.collect(reader.snapshot()))
+    groups.configure(cfg("new"))
+    snap = reader.snapshot()
+    snap.procs = dict(sorted(snap.procs.items(), reverse=True))  # the child first
+    got = samples(list(groups.collect(snap)))
+    assert by_group(got, "procpilot_group_processes") == {"new": 2}
