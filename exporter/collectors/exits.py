@@ -175,8 +175,7 @@ class Credit:
             chain.append(node)
             if not batch.members.inherit:
                 break
-            gone = self._gone.get(node.ppid)
-            parent = batch.seen.get(node.ppid) or (gone and gone.seen)
+            parent = batch.seen.get(node.ppid) or self._remembered(node.ppid, batch.members)
             if parent is not None:
                 above = parent.hit
                 break
@@ -185,6 +184,17 @@ class Credit:
             above = above if above is not None and above.group.children else None
             memo[node.tgid] = above
         return memo.get(e.tgid)
+
+    def _remembered(self, pid: int, members: Members) -> Seen | None:
+        """The membership of a process that went away, which may be from before a reload:
+        its group only while the config still has that name (it is not made again)."""
+        gone = self._gone.get(pid)
+        if gone is None:
+            return None
+        hit = gone.seen.hit
+        if hit is not None and not members.known(hit, make=False):
+            return gone.seen._replace(hit=None)
+        return gone.seen
 
     def metrics(self) -> Iterator[Metric]:
         exits = families.TASKSTATS_EXITS.new()

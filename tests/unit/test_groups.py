@@ -354,3 +354,23 @@ def test_a_reload_matches_children_with_the_new_config_only(tmp_path: Path) -> N
     snap.procs = dict(sorted(snap.procs.items(), reverse=True))  # the child first
     got = samples(list(groups.collect(snap)))
     assert by_group(got, "procpilot_group_processes") == {"new": 2}
+
+
+def test_a_remembered_parent_credits_only_names_the_config_still_has(
+        tree: FakeProcfs) -> None:
+    exits = FakeExits()
+
+    def cfg(name: str) -> config.ExporterConfig:
+        return group_cfg({"name": name, "comm": ["make"], "children": True})
+
+    groups = make("groups", cfg("old"), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen in "old"
+    tree.remove(10)
+    list(groups.collect(reader.snapshot()))  # make remembered
+    groups.configure(cfg("new"))
+    exits.pending = [ended(50, "cc", 1000 + 100 * TICKS, ppid=10, user=2.0)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_exporter_taskstats_exits_total", result="ungrouped") == 1
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert by_group(got, "procpilot_group_processes") == {"new": 0}  # no "old" again
