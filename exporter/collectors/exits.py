@@ -30,7 +30,7 @@ from procpilot.core.cpu import grown
 from procpilot.core.procfs import FS, Snapshot
 from procpilot.exporter import families
 from procpilot.exporter.collectors.matcher import Hit, Matcher
-from procpilot.exporter.exits import START_SLACK, Batch, ProcessExit
+from procpilot.exporter.exits import START_SLACK, Batch, ProcessExit, boot_offset
 
 if TYPE_CHECKING:
     from procpilot.exporter.collectors.groups import Seen
@@ -95,15 +95,18 @@ class Credit:
         self.results = dict.fromkeys(families.EXIT_RESULTS, 0)
         self.lost = dict.fromkeys(families.EXIT_LOSSES, 0)
         self._gone: dict[int, _Gone] = {}  # by pid
+        # Times of snapshots, in seconds since boot like the exits' start times (the wall
+        # clock may be stepped between scrapes; see ProcessExit).
         self._last_at = float("-inf")  # the previous scrape's snapshot
         self._forgotten_at = float("-inf")  # newest sighting no longer remembered
 
     def memberships_moved(self, old: dict[int, Seen], new: dict[int, Seen], taken_at: float,
                           members: Members) -> None:
-        """A scrape's memberships ``new`` replace ``old``: remember the processes of old that
-        are gone (or whose pid another process took) as last seen at the previous scrape,
-        with their counters, and forget what was last seen before both the retention time
-        and that scrape."""
+        """A scrape's memberships ``new`` (its snapshot taken at the wall-clock time
+        ``taken_at``) replace ``old``: remember the processes of old that are gone (or whose
+        pid another process took) as last seen at the previous scrape, with their counters,
+        and forget what was last seen before both the retention time and that scrape."""
+        taken_at -= boot_offset()
         for pid, entry in old.items():
             now = new.get(pid)
             if now is None or now.start != entry.start:
@@ -120,7 +123,7 @@ class Credit:
         """The membership a scrape saw the ended process with, and its counters then."""
 
         def same(entry: Seen) -> bool:
-            return abs(fs.boot_time + entry.start / fs.ticks - e.start) <= START_SLACK
+            return abs(entry.start / fs.ticks - e.start) <= START_SLACK  # since boot
 
         entry = seen.get(e.tgid)
         if entry is not None and same(entry):

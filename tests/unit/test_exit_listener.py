@@ -3,8 +3,18 @@ bounded buffers, stale partial sums. (Without the privilege: tests/e2e/test_expo
 
 from __future__ import annotations
 
+import pytest
+
 from procpilot.core.taskstats import TaskExit
+from procpilot.exporter import exits
 from procpilot.exporter.exits import ExitListener, ProcessExit
+
+BOOT = 900.0  # the wall-clock time of boot in these tests
+
+
+@pytest.fixture(autouse=True)
+def wall_clock_at_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exits, "boot_offset", lambda: BOOT)
 
 
 def record(pid: int, tgid: int | None = None, *, last: bool = True, comm: str = "w",
@@ -18,7 +28,16 @@ def test_a_single_threaded_process_completes_with_its_record() -> None:
     listener = ExitListener()
     listener._add(record(10))
     (done,) = listener.take(alive=()).exits
-    assert done == ProcessExit(10, 1000.0, "w", 1, 0, 0.5, 0.25, 0.8, 10, 1, 3, 2, 4096, 0)
+    assert done == ProcessExit(10, 100.0, "w", 1, 0, 0.5, 0.25, 0.8, 10, 1, 3, 2, 4096, 0)
+
+
+def test_start_times_are_kept_since_boot_which_a_wall_clock_step_does_not_move(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = ExitListener()
+    monkeypatch.setattr(exits, "boot_offset", lambda: BOOT + 3600)  # stepped an hour ahead
+    listener._add(record(10, start=1000.0 + 3600))  # the kernel's wall clock, after the step
+    (done,) = listener.take(alive=()).exits
+    assert done.start == 100.0
 
 
 def test_threads_are_summed_and_the_main_thread_names_the_process() -> None:

@@ -11,10 +11,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from procpilot.core.procfs import FS, ProcReader
+from procpilot.core.taskstats import TaskExit
 from procpilot.exporter import config
+from procpilot.exporter import exits as listener_module
 from procpilot.exporter.collectors import Caps, Shared
 from procpilot.exporter.collectors import exits as exits_module
-from procpilot.exporter.exits import Batch, ProcessExit
+from procpilot.exporter.exits import Batch, ExitListener, ProcessExit
 from procpilot.exporter.scrape import ScrapeCollector
 from tests.support.fakeproc import BTIME, Extra, FakeProcfs
 from tests.unit.test_collectors import group_cfg, make, samples
@@ -204,7 +206,7 @@ class FakeExits:
 
 def ended(pid: int, comm: str, start_ticks: int, *, ppid: int = 1, user: float = 0.0,
           runtime: float = 0.0, read: int = 0) -> ProcessExit:
-    return ProcessExit(pid, BTIME + start_ticks / TICKS, comm, ppid, 0, user, 0.0, runtime,
+    return ProcessExit(pid, start_ticks / TICKS, comm, ppid, 0, user, 0.0, runtime,
                        0, 0, 0, 0, read, 0)
 
 
@@ -374,3 +376,27 @@ def test_a_remembered_parent_credits_only_names_the_config_still_has(
     assert of(got, "procpilot_exporter_taskstats_exits_total", result="ungrouped") == 1
     got = samples(list(groups.collect(reader.snapshot())))
     assert by_group(got, "procpilot_group_processes") == {"new": 0}  # no "old" again
+
+
+class FedListener(ExitListener):
+    """The real listener's bookkeeping, fed records by the test instead of the kernel."""
+
+    listening = True
+
+
+def test_a_wall_clock_step_does_not_make_a_seen_process_count_twice(
+        tree: FakeProcfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    wall_at_boot = float(BTIME)
+    for module in (listener_module, exits_module):
+        monkeypatch.setattr(module, "boot_offset", lambda: wall_at_boot, raising=False)
+    exits = FedListener()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen with 1 s of user CPU
+    tree.remove(10)
+    wall_at_boot += 30.0  # the wall clock is stepped 30 s ahead; make ends
+    start = wall_at_boot + 1000 / TICKS  # its start as the kernel's record tells it
+    exits._add(TaskExit(10, 10, True, "make", 1, 0, start, 1.25, 0.0, 0.0, 0, 0, 0, 0, 0, 0,
+                        False))
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
