@@ -7,8 +7,12 @@ once per (pid, start time, comm) and the answer kept until the process goes away
 
 Counters (CPU, faults, context switches, I/O) add what each member used since the last
 scrape (core/cpu.py), so they stay monotonic when members exit. They are kept per group
-name for the exporter's lifetime: a config reload keeps those of every name the new config
-still makes. When taskstats reports exits (exporter/exits.py), what members used after
+name: a config reload keeps those of every name the new config still makes. Static names
+stay for the exporter's lifetime; a name made by a template goes, series and counters,
+once it has been idle (no member, no exit credited) for IDLE_NAME_EXPIRY, so that
+max_groups, which caps only these names, does not fill up with names of the past.
+
+When taskstats reports exits (exporter/exits.py), what members used after
 their last scrape, and all that processes living between two scrapes used, is added too;
 zombies (not processes whose main thread exited while others run) are then left to their
 exit records.
@@ -19,6 +23,7 @@ the extra files (status, io, fd, smaps_rollup) only for members of groups that w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -40,6 +45,10 @@ USER, SYSTEM, MINFLT, MAJFLT, VOLUNTARY, INVOLUNTARY, READ, WRITE = range(8)
 STATE_INDEX = {letter: STATES.index(name) for letter, name in STATE_NAMES.items()}
 OTHER_STATE = STATES.index("other")
 MAX_DEPTH = 256  # ancestors walked to find a parent's group
+# Seconds a template-made name may go without members or credited exits before it is
+# dropped: longer than the memberships of processes that went away are kept for crediting
+# (exits.RETENTION), and than any sensible scrape interval, so a name in use never goes.
+IDLE_NAME_EXPIRY = 600.0
 
 
 @dataclass(slots=True)
@@ -74,6 +83,7 @@ class Groups:
         self.max_groups = 0
         self.inherit = False  # some group takes children
         self._names: dict[str, Group] = {}  # exported names, in first-seen order
+        self._made: dict[str, float] = {}  # template-made names: when last used (monotonic)
         self._counters: dict[str, list[float]] = {}
         self._values: Tracker[tuple[int, int], tuple[float, ...]] = Tracker()
         self._seen: dict[int, Seen] = {}  # by pid, this scrape's
@@ -97,6 +107,9 @@ class Groups:
                 names.setdefault(name, by_template[old.name])
         self._names = names
         self._counters = {name: self._counters.get(name) or [0.0] * 8 for name in names}
+        now = time.monotonic()
+        self._made = {name: self._made.get(name, now) for name, g in names.items()
+                      if not g.is_static}
         self._rematch = True
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
@@ -104,11 +117,15 @@ class Groups:
             return
         exits = self.exits if self.exits is not None and self.exits.listening else None
         totals = self._assign(snap, exits is not None)
+        now = time.monotonic()
         if exits is not None:
             batch = exits.take(snap.procs)
             for hit, values in self._credit.exits(batch, snap, self._seen, self):
                 self._add(hit, values)
+                if hit.name in self._made:
+                    self._made[hit.name] = now
         self._values.sweep()
+        self._expire(totals, now)
         self.caps.drop("max_groups", len(self._dropped))
         self._dropped.clear()
         yield from self._families(totals)
@@ -204,12 +221,24 @@ class Groups:
             return True
         if not make:
             return False
-        if len(self._names) >= self.max_groups:
+        if len(self._made) >= self.max_groups:  # static names are not counted
             self._dropped.add(hit.name)
             return False
         self._names[hit.name] = hit.group
         self._counters[hit.name] = [0.0] * 8
+        self._made[hit.name] = time.monotonic()
         return True
+
+    def _expire(self, totals: dict[str, _Totals], now: float) -> None:
+        """Drop template-made names idle for IDLE_NAME_EXPIRY: their series end here."""
+        made = self._made
+        for name, t in totals.items():
+            if t.processes and name in made:
+                made[name] = now
+        idle = [name for name, used in made.items() if used < now - IDLE_NAME_EXPIRY]
+        for name in idle:
+            del made[name], self._names[name], self._counters[name]
+            totals.pop(name, None)
 
     def last_values(self, key: tuple[int, int]) -> tuple[float, ...] | None:
         return self._values.last(key)

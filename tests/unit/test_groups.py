@@ -16,6 +16,7 @@ from procpilot.exporter import config
 from procpilot.exporter import exits as listener_module
 from procpilot.exporter.collectors import Caps, Shared
 from procpilot.exporter.collectors import exits as exits_module
+from procpilot.exporter.collectors import groups as groups_module
 from procpilot.exporter.exits import Batch, ExitListener, ProcessExit
 from procpilot.exporter.scrape import ScrapeCollector
 from tests.support.fakeproc import BTIME, Extra, FakeProcfs
@@ -400,3 +401,50 @@ def test_a_wall_clock_step_does_not_make_a_seen_process_count_twice(
                         False))
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
+
+
+def test_max_groups_caps_only_names_made_by_templates(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a")
+    fake.add(11, b"b")
+    cfg = group_cfg({"name": "s1", "comm": ["x"]}, {"name": "s2", "comm": ["y"]},
+                    {"name": "t-{comm}", "comm": ["a", "b"]}, max_groups=2)
+    got = samples(list(make("groups", cfg).collect(ProcReader(FS.at(str(tmp_path))).snapshot())))
+    assert by_group(got, "procpilot_group_processes") == {"s1": 0, "s2": 0, "t-a": 1, "t-b": 1}
+
+
+def test_idle_names_made_by_templates_go_and_make_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(groups_module, "IDLE_NAME_EXPIRY", 0.0, raising=False)  # idle: gone
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a")
+    fake.add(11, b"b")
+    shared = Shared()
+    groups = make("groups", group_cfg({"name": "static", "comm": ["x"]},
+                                      {"name": "job-{comm}", "comm": ["a", "b", "c"]},
+                                      max_groups=2), shared)
+    reader = ProcReader(FS.at(str(tmp_path)))
+
+    def names() -> dict[str, float]:
+        return by_group(samples(list(groups.collect(reader.snapshot()))),
+                        "procpilot_group_processes")
+
+    assert names() == {"static": 0, "job-a": 1, "job-b": 1}
+    fake.remove(10)
+    fake.remove(11)
+    fake.add(12, b"c")
+    assert names() == {"static": 0}  # c is over max_groups until a and b have gone
+    assert shared.caps.dropped["max_groups"] == 1
+    assert names() == {"static": 0, "job-c": 1}
+
+
+def test_a_name_made_by_a_template_stays_while_briefly_idle(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a", utime=100)
+    groups = make("groups", group_cfg({"name": "job-{comm}", "comm": ["a"]}))
+    reader = ProcReader(FS.at(str(tmp_path)))
+    list(groups.collect(reader.snapshot()))
+    fake.remove(10)
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_processes", group="job-a") == 0
+    assert of(got, "procpilot_group_cpu_seconds_total", group="job-a", mode="user") == 1.0
