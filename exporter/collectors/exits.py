@@ -21,6 +21,7 @@ For each ended process, by what the scrapes knew of it:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -87,13 +88,31 @@ def remainder(e: ProcessExit, last: tuple[float, ...] | None) -> list[float]:
     return rest
 
 
-class Credit:
-    """Memberships of processes that went away, and the exit counters; one per groups
-    collector."""
+@dataclass
+class ExitCounts:
+    """What became of the exit records. These are the exporter's own metrics, exported with
+    the others after the collectors' (so max_scrape_series never cuts them)."""
 
-    def __init__(self) -> None:
-        self.results = dict.fromkeys(families.EXIT_RESULTS, 0)
-        self.lost = dict.fromkeys(families.EXIT_LOSSES, 0)
+    results: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(families.EXIT_RESULTS, 0))
+    lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(families.EXIT_LOSSES, 0))
+
+    def metrics(self) -> Iterator[Metric]:
+        exits = families.TASKSTATS_EXITS.new()
+        for result, n in self.results.items():
+            exits.add_metric([result], n)
+        lost = families.TASKSTATS_LOST.new()
+        for reason, n in self.lost.items():
+            lost.add_metric([reason], n)
+        yield from (exits, lost)
+
+
+class Credit:
+    """Memberships of processes that went away; one per groups collector, counting into
+    the exporter's ExitCounts."""
+
+    def __init__(self, counts: ExitCounts) -> None:
+        self.counts = counts
         self._gone: dict[int, _Gone] = {}  # by pid
         # Times of snapshots, in seconds since boot like the exits' start times (the wall
         # clock may be stepped between scrapes; see ProcessExit).
@@ -136,8 +155,8 @@ class Credit:
     def exits(self, batch: Batch, snap: Snapshot, seen: dict[int, Seen],
               members: Members) -> Iterator[tuple[Hit, list[float]]]:
         """(group, counters to add) for each ended process that belongs to a group."""
-        self.lost["socket"] += batch.lost_socket
-        self.lost["capacity"] += batch.lost_capacity
+        self.counts.lost["socket"] += batch.lost_socket
+        self.counts.lost["capacity"] += batch.lost_capacity
         lookup = _Batch({e.tgid: e for e in batch.exits}, {}, seen, members, snap)
         for e in batch.exits:
             known = self._seen_before(e, seen, members, snap.reader.fs)
@@ -149,14 +168,14 @@ class Credit:
                 hit = self._match(e, lookup)
                 values = whole(e)
             else:
-                self.results["unattributed"] += 1
+                self.counts.results["unattributed"] += 1
                 continue
             # A group the config no longer has, or one over max_groups, takes nothing.
             if hit is not None and members.known(hit, make):
-                self.results["grouped"] += 1
+                self.counts.results["grouped"] += 1
                 yield hit, values
             else:
-                self.results["ungrouped"] += 1
+                self.counts.results["ungrouped"] += 1
 
     def _match(self, e: ProcessExit, batch: _Batch) -> Hit | None:
         """The group of an ended process no scrape saw: its own by comm and user, else
@@ -198,12 +217,3 @@ class Credit:
         if hit is not None and not members.known(hit, make=False):
             return gone.seen._replace(hit=None)
         return gone.seen
-
-    def metrics(self) -> Iterator[Metric]:
-        exits = families.TASKSTATS_EXITS.new()
-        for result, n in self.results.items():
-            exits.add_metric([result], n)
-        lost = families.TASKSTATS_LOST.new()
-        for reason, n in self.lost.items():
-            lost.add_metric([reason], n)
-        yield from (exits, lost)

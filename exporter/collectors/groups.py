@@ -88,7 +88,7 @@ class Groups:
         self._values: Tracker[tuple[int, int], tuple[float, ...]] = Tracker()
         self._seen: dict[int, Seen] = {}  # by pid, this scrape's
         self._rematch = False  # the config changed: match every process again
-        self._credit = Credit()
+        self._credit = Credit(shared.exit_counts)
         self._dropped: set[str] = set()  # names over max_groups in this scrape
 
     def configure(self, config: ExporterConfig) -> None:
@@ -129,7 +129,6 @@ class Groups:
         self.caps.drop("max_groups", len(self._dropped))
         self._dropped.clear()
         yield from self._families(totals)
-        yield from self._credit.metrics()
 
     # --- who is in which group ------------------------------------------------------------
 

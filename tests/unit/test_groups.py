@@ -221,9 +221,9 @@ def tree(tmp_path: Path) -> FakeProcfs:
 
 def test_exits_credit_what_no_scrape_counted(tree: FakeProcfs) -> None:
     exits = FakeExits()
+    shared = Shared(exits=exits)
     groups = make("groups", group_cfg({"name": "build", "comm": ["make"], "children": True},
-                                      {"name": "cc", "comm": ["cc1"]}),
-                  Shared(exits=exits))
+                                      {"name": "cc", "comm": ["cc1"]}), shared)
     reader = ProcReader(FS.at(str(tree.root)))
     cpu = "procpilot_group_cpu_seconds_total"
     first = samples(list(groups.collect(reader.snapshot())))
@@ -239,9 +239,7 @@ def test_exits_credit_what_no_scrape_counted(tree: FakeProcfs) -> None:
     assert of(got, cpu, group="cc", mode="user") == 0.25
     assert of(got, cpu, group="build", mode="user") == 1.0 + 0.5 + 0.125
     assert of(got, "procpilot_group_read_bytes_total", group="build") == 4096
-    results = {dict(k[1])["result"]: v for k, v in got.items()
-               if k[0] == "procpilot_exporter_taskstats_exits_total"}
-    assert results == {"grouped": 3, "ungrouped": 1, "unattributed": 0}
+    assert shared.exit_counts.results == {"grouped": 3, "ungrouped": 1, "unattributed": 0}
 
 
 def test_a_seen_member_adds_only_what_it_used_after_its_last_scrape(tree: FakeProcfs) -> None:
@@ -279,7 +277,8 @@ def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(
         tree: FakeProcfs, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exits_module, "RETENTION", 0.0)  # forget at the second scrape
     exits = FakeExits()
-    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    shared = Shared(exits=exits)
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), shared)
     reader = ProcReader(FS.at(str(tree.root)))
     list(groups.collect(reader.snapshot()))  # make seen: 1 s counted
     tree.remove(10)
@@ -288,7 +287,7 @@ def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(
     exits.pending = [ended(10, "make", 1000, user=1.25)]
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.0
-    assert of(got, "procpilot_exporter_taskstats_exits_total", result="unattributed") == 1
+    assert shared.exit_counts.results["unattributed"] == 1
 
 
 def test_an_exit_after_a_reload_is_matched_with_what_scrapes_saw(tree: FakeProcfs) -> None:
@@ -366,15 +365,16 @@ def test_a_remembered_parent_credits_only_names_the_config_still_has(
     def cfg(name: str) -> config.ExporterConfig:
         return group_cfg({"name": name, "comm": ["make"], "children": True})
 
-    groups = make("groups", cfg("old"), Shared(exits=exits))
+    shared = Shared(exits=exits)
+    groups = make("groups", cfg("old"), shared)
     reader = ProcReader(FS.at(str(tree.root)))
     list(groups.collect(reader.snapshot()))  # make seen in "old"
     tree.remove(10)
     list(groups.collect(reader.snapshot()))  # make remembered
     groups.configure(cfg("new"))
     exits.pending = [ended(50, "cc", 1000 + 100 * TICKS, ppid=10, user=2.0)]
-    got = samples(list(groups.collect(reader.snapshot())))
-    assert of(got, "procpilot_exporter_taskstats_exits_total", result="ungrouped") == 1
+    list(groups.collect(reader.snapshot()))
+    assert shared.exit_counts.results["ungrouped"] == 1
     got = samples(list(groups.collect(reader.snapshot())))
     assert by_group(got, "procpilot_group_processes") == {"new": 0}  # no "old" again
 
@@ -448,3 +448,15 @@ def test_a_name_made_by_a_template_stays_while_briefly_idle(tmp_path: Path) -> N
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_processes", group="job-a") == 0
     assert of(got, "procpilot_group_cpu_seconds_total", group="job-a", mode="user") == 1.0
+
+
+def test_taskstats_counts_are_exported_whatever_max_scrape_series_cuts(tree: FakeProcfs) -> None:
+    """They are the exporter's own metrics, like the caps' counts."""
+    cfg = group_cfg({"name": "{comm}", "cmdline": ".*"}, max_scrape_series=5)
+    scrape = ScrapeCollector(ProcReader(FS.at(str(tree.root))), cfg, ["groups"], FedListener())
+    registry = CollectorRegistry()
+    registry.register(scrape)
+    text = generate_latest(registry).decode()
+    assert 'procpilot_exporter_taskstats_exits_total{result="grouped"} 0.0' in text
+    assert 'procpilot_exporter_taskstats_lost_total{reason="socket"} 0.0' in text
+    assert scrape.shared.caps.dropped["max_scrape_series"] > 0
