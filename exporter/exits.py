@@ -141,6 +141,7 @@ class ExitListener:
         """Subscribe and start the thread; None on success, else why taskstats is unusable."""
         if self.listening:
             return None
+        self.stop()  # a thread that died (a socket error) leaves its socket open and registered
         try:
             sock, family = _subscribe()
         except PermissionError as e:

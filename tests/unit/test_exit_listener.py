@@ -3,6 +3,8 @@ bounded buffers, stale partial sums. (Without the privilege: tests/e2e/test_expo
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from procpilot.core.taskstats import TaskExit
@@ -77,3 +79,36 @@ def test_partial_sums_of_processes_that_are_gone_are_dropped() -> None:
     listener.take(alive={10, 20})
     listener.take(alive={20})  # 10 is gone and nothing came for it since the last take
     assert set(listener._partial) == {20}
+
+
+class BrokenSocket:
+    """A subscription whose socket fails at once, so the listener's thread dies."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def recv(self, size: int) -> bytes:
+        raise OSError(errno.EIO, "broken")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_starting_again_after_the_thread_died_closes_the_old_socket(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[BrokenSocket] = []
+
+    def subscribe() -> tuple[BrokenSocket, int]:
+        made.append(BrokenSocket())
+        return made[-1], 0
+
+    monkeypatch.setattr(exits, "_subscribe", subscribe)
+    listener = ExitListener()
+    assert listener.start() is None
+    assert listener._thread is not None
+    listener._thread.join(5)
+    assert not listener.listening
+    assert listener.start() is None  # as a reload does
+    assert made[0].closed
+    listener.stop()
+    assert made[1].closed
