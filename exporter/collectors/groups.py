@@ -271,7 +271,9 @@ class Groups:
             limit = snap.open_files_limit(p, fds)
             if limit:
                 t.worst_fd_ratio = max(t.worst_fd_ratio, fds / limit)
-        if group.pss and (proportional := snap.proportional(p)) is not None:
+        # A process whose main thread exited (state Z, threads left) shows no address space
+        # through /proc/<pid>: its smaps_rollup answers ESRCH.
+        if group.pss and p.state != "Z" and (proportional := snap.proportional(p)) is not None:
             t.pss += proportional.pss_bytes
             t.swap_pss += proportional.swap_pss_bytes
         return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write

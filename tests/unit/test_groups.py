@@ -460,3 +460,14 @@ def test_taskstats_counts_are_exported_whatever_max_scrape_series_cuts(tree: Fak
     assert 'procpilot_exporter_taskstats_exits_total{result="grouped"} 0.0' in text
     assert 'procpilot_exporter_taskstats_lost_total{reason="socket"} 0.0' in text
     assert scrape.shared.caps.dropped["max_scrape_series"] > 0
+
+
+def test_a_process_whose_main_thread_exited_is_read_without_errors(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    d = fake.add(10, b"db", state="Z", threads=3, extra=Extra(read_bytes=4096))
+    (d / "smaps_rollup").unlink()  # the kernel answers ESRCH: no address space to show
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
+    got = samples(list(make("groups", group_cfg({"name": "db", "comm": ["db"], "pss": True}))
+                       .collect(snap)))
+    assert of(got, "procpilot_group_read_bytes_total", group="db") == 4096
+    assert snap.errors.counts() == {"vanished": 0, "permission": 0, "parse": 0}
