@@ -54,11 +54,19 @@ class Owner(NamedTuple):
 
 
 def cgroup_path(cgroups: ProcCgroups) -> str:
-    """The path that says where a process was placed: the unified (v2) one, else systemd's
-    named v1 hierarchy, else the first v1 controller (by name) not at the root."""
+    """The path that says where a process was placed: one that holds a procpilot-controller
+    cell, in any hierarchy; else the unified (v2) one, else systemd's named v1 hierarchy,
+    else the first v1 controller (by name) not at the root.
+
+    The cell comes first because a controller on a v1 or hybrid host makes cells only in
+    the hierarchies of the controllers it uses (memory, cpu, pids, freezer): the unified and
+    systemd paths then show only the controller's own unit.
+    """
     v1 = cgroups.v1
     candidates = (cgroups.unified, v1.get("name=systemd"), *(v1[k] for k in sorted(v1)))
-    return next((p for p in candidates if p and p != "/"), "/")
+    placed = [p for p in candidates if p and p != "/"]
+    cells = (p for p in placed if "/procpilot-" in p and owner_of(p).program)
+    return next(cells, placed[0] if placed else "/")
 
 
 def owner_of(path: str) -> Owner:

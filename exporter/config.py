@@ -111,7 +111,9 @@ class ExporterConfig(Strict):
         default=10, description="How many processes the top-N views export."
     )
     max_groups: Annotated[int, Field(ge=1)] = Field(
-        default=1000, description="Cap on distinct group names created by templates."
+        default=1000, description="Cap on distinct group names made by templates (static "
+        "names are not counted). A made name with no member and no ended process credited "
+        "for 10 minutes is dropped, its series end, and it frees its place."
     )
     max_label_length: Annotated[int, Field(ge=32)] = Field(
         default=256,

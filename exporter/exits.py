@@ -37,11 +37,18 @@ CAPACITY = 20_000
 START_SLACK = 1.5  # seconds: records give a process's start to within one second
 
 
+def boot_offset() -> float:
+    """The wall-clock time of boot, as the wall clock reads now (/proc/stat's btime, to the
+    nanosecond). It moves when the wall clock is stepped (NTP, an admin); times since boot
+    do not, so they are what start times are compared in."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class ProcessExit(NamedTuple):
     """A process that ended, its threads' records summed."""
 
     tgid: int
-    start: float  # wall clock, within a second
+    start: float  # seconds since boot (as /proc/<pid>/stat counts), within a second
     comm: str
     ppid: int
     uid: int
@@ -134,6 +141,7 @@ class ExitListener:
         """Subscribe and start the thread; None on success, else why taskstats is unusable."""
         if self.listening:
             return None
+        self.stop()  # a thread that died (a socket error) leaves its socket open and registered
         try:
             sock, family = _subscribe()
         except PermissionError as e:
@@ -210,7 +218,15 @@ class ExitListener:
                         self._add(rec)
 
     def _add(self, rec: TaskExit) -> None:
-        """Count one thread's record (the lock is held)."""
+        """Count one thread's record (the lock is held).
+
+        The record's start is wall-clock time (the kernel's clock at the exit minus the time
+        the process lived), while /proc/<pid>/stat counts from boot: it is turned into time
+        since boot now, just after the exit. Turned with /proc/stat's btime read at start-up,
+        or at the next scrape, a wall-clock step in between would move it by the step, and
+        the process would be taken for one no scrape saw and counted twice.
+        """
+        rec = rec._replace(start=rec.start - boot_offset())
         part = self._partial.get(rec.tgid)
         if part is not None and abs(part.first.start - rec.start) > START_SLACK:
             part = None  # the pid was reused: the old partial sum will never complete

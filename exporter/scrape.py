@@ -136,6 +136,7 @@ class ScrapeCollector(RegistryCollector):
             errors.add_metric([reason], n)
         yield errors
         yield from self.shared.caps.metrics()
+        yield from self.shared.exit_counts.metrics()
         yield from self.reloads.metrics(families.RELOADS)
         listening = self.exits is not None and self.exits.listening
         yield families.TASKSTATS_LISTENING.of(1 if listening else 0)

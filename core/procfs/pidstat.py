@@ -37,6 +37,13 @@ class Proc(NamedTuple):
     def is_kernel_thread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
 
+    @property
+    def is_zombie(self) -> bool:
+        """Ended, waiting for its parent to reap it. The state is the main thread's: a
+        process whose main thread exited while other threads run shows Z too (ps: Zl), but
+        it is still running, and still has more than one thread."""
+        return self.state == "Z" and self.num_threads <= 1
+
 
 _new_proc = tuple.__new__  # positional construction, skipping NamedTuple's Python-level __new__
 

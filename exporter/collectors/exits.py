@@ -21,6 +21,7 @@ For each ended process, by what the scrapes knew of it:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -30,7 +31,7 @@ from procpilot.core.cpu import grown
 from procpilot.core.procfs import FS, Snapshot
 from procpilot.exporter import families
 from procpilot.exporter.collectors.matcher import Hit, Matcher
-from procpilot.exporter.exits import START_SLACK, Batch, ProcessExit
+from procpilot.exporter.exits import START_SLACK, Batch, ProcessExit, boot_offset
 
 if TYPE_CHECKING:
     from procpilot.exporter.collectors.groups import Seen
@@ -87,23 +88,44 @@ def remainder(e: ProcessExit, last: tuple[float, ...] | None) -> list[float]:
     return rest
 
 
-class Credit:
-    """Memberships of processes that went away, and the exit counters; one per groups
-    collector."""
+@dataclass
+class ExitCounts:
+    """What became of the exit records. These are the exporter's own metrics, exported with
+    the others after the collectors' (so max_scrape_series never cuts them)."""
 
-    def __init__(self) -> None:
-        self.results = dict.fromkeys(families.EXIT_RESULTS, 0)
-        self.lost = dict.fromkeys(families.EXIT_LOSSES, 0)
+    results: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(families.EXIT_RESULTS, 0))
+    lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(families.EXIT_LOSSES, 0))
+
+    def metrics(self) -> Iterator[Metric]:
+        exits = families.TASKSTATS_EXITS.new()
+        for result, n in self.results.items():
+            exits.add_metric([result], n)
+        lost = families.TASKSTATS_LOST.new()
+        for reason, n in self.lost.items():
+            lost.add_metric([reason], n)
+        yield from (exits, lost)
+
+
+class Credit:
+    """Memberships of processes that went away; one per groups collector, counting into
+    the exporter's ExitCounts."""
+
+    def __init__(self, counts: ExitCounts) -> None:
+        self.counts = counts
         self._gone: dict[int, _Gone] = {}  # by pid
+        # Times of snapshots, in seconds since boot like the exits' start times (the wall
+        # clock may be stepped between scrapes; see ProcessExit).
         self._last_at = float("-inf")  # the previous scrape's snapshot
         self._forgotten_at = float("-inf")  # newest sighting no longer remembered
 
     def memberships_moved(self, old: dict[int, Seen], new: dict[int, Seen], taken_at: float,
                           members: Members) -> None:
-        """A scrape's memberships ``new`` replace ``old``: remember the processes of old that
-        are gone (or whose pid another process took) as last seen at the previous scrape,
-        with their counters, and forget what was last seen before both the retention time
-        and that scrape."""
+        """A scrape's memberships ``new`` (its snapshot taken at the wall-clock time
+        ``taken_at``) replace ``old``: remember the processes of old that are gone (or whose
+        pid another process took) as last seen at the previous scrape, with their counters,
+        and forget what was last seen before both the retention time and that scrape."""
+        taken_at -= boot_offset()
         for pid, entry in old.items():
             now = new.get(pid)
             if now is None or now.start != entry.start:
@@ -120,7 +142,7 @@ class Credit:
         """The membership a scrape saw the ended process with, and its counters then."""
 
         def same(entry: Seen) -> bool:
-            return abs(fs.boot_time + entry.start / fs.ticks - e.start) <= START_SLACK
+            return abs(entry.start / fs.ticks - e.start) <= START_SLACK  # since boot
 
         entry = seen.get(e.tgid)
         if entry is not None and same(entry):
@@ -133,8 +155,8 @@ class Credit:
     def exits(self, batch: Batch, snap: Snapshot, seen: dict[int, Seen],
               members: Members) -> Iterator[tuple[Hit, list[float]]]:
         """(group, counters to add) for each ended process that belongs to a group."""
-        self.lost["socket"] += batch.lost_socket
-        self.lost["capacity"] += batch.lost_capacity
+        self.counts.lost["socket"] += batch.lost_socket
+        self.counts.lost["capacity"] += batch.lost_capacity
         lookup = _Batch({e.tgid: e for e in batch.exits}, {}, seen, members, snap)
         for e in batch.exits:
             known = self._seen_before(e, seen, members, snap.reader.fs)
@@ -146,14 +168,14 @@ class Credit:
                 hit = self._match(e, lookup)
                 values = whole(e)
             else:
-                self.results["unattributed"] += 1
+                self.counts.results["unattributed"] += 1
                 continue
             # A group the config no longer has, or one over max_groups, takes nothing.
             if hit is not None and members.known(hit, make):
-                self.results["grouped"] += 1
+                self.counts.results["grouped"] += 1
                 yield hit, values
             else:
-                self.results["ungrouped"] += 1
+                self.counts.results["ungrouped"] += 1
 
     def _match(self, e: ProcessExit, batch: _Batch) -> Hit | None:
         """The group of an ended process no scrape saw: its own by comm and user, else
@@ -175,8 +197,7 @@ class Credit:
             chain.append(node)
             if not batch.members.inherit:
                 break
-            gone = self._gone.get(node.ppid)
-            parent = batch.seen.get(node.ppid) or (gone and gone.seen)
+            parent = batch.seen.get(node.ppid) or self._remembered(node.ppid, batch.members)
             if parent is not None:
                 above = parent.hit
                 break
@@ -186,11 +207,13 @@ class Credit:
             memo[node.tgid] = above
         return memo.get(e.tgid)
 
-    def metrics(self) -> Iterator[Metric]:
-        exits = families.TASKSTATS_EXITS.new()
-        for result, n in self.results.items():
-            exits.add_metric([result], n)
-        lost = families.TASKSTATS_LOST.new()
-        for reason, n in self.lost.items():
-            lost.add_metric([reason], n)
-        yield from (exits, lost)
+    def _remembered(self, pid: int, members: Members) -> Seen | None:
+        """The membership of a process that went away, which may be from before a reload:
+        its group only while the config still has that name (it is not made again)."""
+        gone = self._gone.get(pid)
+        if gone is None:
+            return None
+        hit = gone.seen.hit
+        if hit is not None and not members.known(hit, make=False):
+            return gone.seen._replace(hit=None)
+        return gone.seen

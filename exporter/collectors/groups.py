@@ -7,10 +7,15 @@ once per (pid, start time, comm) and the answer kept until the process goes away
 
 Counters (CPU, faults, context switches, I/O) add what each member used since the last
 scrape (core/cpu.py), so they stay monotonic when members exit. They are kept per group
-name for the exporter's lifetime: a config reload keeps those of every name the new config
-still makes. When taskstats reports exits (exporter/exits.py), what members used after
+name: a config reload keeps those of every name the new config still makes. Static names
+stay for the exporter's lifetime; a name made by a template goes, series and counters,
+once it has been idle (no member, no exit credited) for IDLE_NAME_EXPIRY, so that
+max_groups, which caps only these names, does not fill up with names of the past.
+
+When taskstats reports exits (exporter/exits.py), what members used after
 their last scrape, and all that processes living between two scrapes used, is added too;
-zombies are then left to their exit records.
+zombies (not processes whose main thread exited while others run) are then left to their
+exit records.
 
 This runs over every process at every scrape: one dict lookup per process, one pass, and
 the extra files (status, io, fd, smaps_rollup) only for members of groups that want them.
@@ -18,6 +23,7 @@ the extra files (status, io, fd, smaps_rollup) only for members of groups that w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -39,6 +45,10 @@ USER, SYSTEM, MINFLT, MAJFLT, VOLUNTARY, INVOLUNTARY, READ, WRITE = range(8)
 STATE_INDEX = {letter: STATES.index(name) for letter, name in STATE_NAMES.items()}
 OTHER_STATE = STATES.index("other")
 MAX_DEPTH = 256  # ancestors walked to find a parent's group
+# Seconds a template-made name may go without members or credited exits before it is
+# dropped: longer than the memberships of processes that went away are kept for crediting
+# (exits.RETENTION), and than any sensible scrape interval, so a name in use never goes.
+IDLE_NAME_EXPIRY = 600.0
 
 
 @dataclass(slots=True)
@@ -73,11 +83,12 @@ class Groups:
         self.max_groups = 0
         self.inherit = False  # some group takes children
         self._names: dict[str, Group] = {}  # exported names, in first-seen order
+        self._made: dict[str, float] = {}  # template-made names: when last used (monotonic)
         self._counters: dict[str, list[float]] = {}
         self._values: Tracker[tuple[int, int], tuple[float, ...]] = Tracker()
         self._seen: dict[int, Seen] = {}  # by pid, this scrape's
         self._rematch = False  # the config changed: match every process again
-        self._credit = Credit()
+        self._credit = Credit(shared.exit_counts)
         self._dropped: set[str] = set()  # names over max_groups in this scrape
 
     def configure(self, config: ExporterConfig) -> None:
@@ -96,6 +107,9 @@ class Groups:
                 names.setdefault(name, by_template[old.name])
         self._names = names
         self._counters = {name: self._counters.get(name) or [0.0] * 8 for name in names}
+        now = time.monotonic()
+        self._made = {name: self._made.get(name, now) for name, g in names.items()
+                      if not g.is_static}
         self._rematch = True
 
     def collect(self, snap: Snapshot) -> Iterator[Metric]:
@@ -103,15 +117,18 @@ class Groups:
             return
         exits = self.exits if self.exits is not None and self.exits.listening else None
         totals = self._assign(snap, exits is not None)
+        now = time.monotonic()
         if exits is not None:
             batch = exits.take(snap.procs)
             for hit, values in self._credit.exits(batch, snap, self._seen, self):
                 self._add(hit, values)
+                if hit.name in self._made:
+                    self._made[hit.name] = now
         self._values.sweep()
+        self._expire(totals, now)
         self.caps.drop("max_groups", len(self._dropped))
         self._dropped.clear()
         yield from self._families(totals)
-        yield from self._credit.metrics()
 
     # --- who is in which group ------------------------------------------------------------
 
@@ -123,6 +140,7 @@ class Groups:
         exits reported, zombies are left to their exit records.
         """
         totals = {name: _Totals() for name in self._names}
+        # After a reload the last scrape's memberships are the old config's: match anew.
         cached = {} if self._rematch else self._seen
         self._rematch = False
         seen: dict[int, Seen] = {}
@@ -132,25 +150,39 @@ class Groups:
                 continue
             entry = cached.get(p.pid)
             if entry is None or entry.start != p.start_ticks or entry.comm != p.comm:
-                entry = seen.get(p.pid) or self._resolve(p, snap, seen)
+                entry = seen.get(p.pid) or self._resolve(p, snap, seen, cached)
             seen[p.pid] = entry
-            counted = not exits or p.state != "Z"
             hit = entry.hit
             t = None if hit is None else self._totals(hit, totals)
+            values: tuple[float, ...]
             if t is None or hit is None:
-                if counted:
-                    update(p.key, (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN))
+                hit = None
+                values = (p.utime, p.stime, p.minflt, p.majflt, NAN, NAN, NAN, NAN)
+            else:
+                values = self._read(p, hit.group, t, snap)
+            if exits and p.state == "Z" and p.is_zombie:  # (the cheap test first)
+                self._keep(p.key)
                 continue
-            values = self._read(p, hit.group, t, snap)
-            if counted:
-                self._add(hit, grown(values, update(p.key, values)))
+            before = update(p.key, values)
+            if hit is not None:
+                self._add(hit, grown(values, before))
         if exits:
             self._credit.memberships_moved(self._seen, seen, snap.taken_at, self)
         self._seen = seen
         return totals
 
-    def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen]) -> Seen:
-        """Match p; with children: groups, first match its ancestors no pass has matched."""
+    def _keep(self, key: tuple[int, int]) -> None:
+        """A zombie is left to its exit record, which adds what it used after the values
+        scrapes last counted: keep those for as long as the zombie is there, however many
+        scrapes come before the record does."""
+        last = self._values.last(key)
+        if last is not None:
+            self._values.update(key, last)
+
+    def _resolve(self, p: Proc, snap: Snapshot, seen: dict[int, Seen],
+                 cached: dict[int, Seen]) -> Seen:
+        """Match p; with children: groups, first match its ancestors that neither this pass
+        (seen) nor the last one under the same config (cached) has matched."""
         chain = [p]
         above: Hit | None = None  # the group of the nearest ancestor already matched
         q = p
@@ -158,7 +190,7 @@ class Groups:
             parent = snap.procs.get(q.ppid)
             if parent is None or parent.is_kernel_thread or parent.pid == q.pid:
                 break
-            known = seen.get(parent.pid) or self._valid(parent)
+            known = seen.get(parent.pid) or _valid(cached.get(parent.pid), parent)
             if known is not None:
                 above = known.hit
                 break
@@ -172,10 +204,6 @@ class Groups:
             entry = seen[q.pid] = Seen(q.start_ticks, q.comm, hit)
             above = hit
         return entry
-
-    def _valid(self, p: Proc) -> Seen | None:
-        entry = self._seen.get(p.pid)
-        return entry if entry and entry.start == p.start_ticks and entry.comm == p.comm else None
 
     def _totals(self, hit: Hit, totals: dict[str, _Totals]) -> _Totals | None:
         """The totals of hit's name, made when the name is new; None beyond max_groups."""
@@ -192,12 +220,24 @@ class Groups:
             return True
         if not make:
             return False
-        if len(self._names) >= self.max_groups:
+        if len(self._made) >= self.max_groups:  # static names are not counted
             self._dropped.add(hit.name)
             return False
         self._names[hit.name] = hit.group
         self._counters[hit.name] = [0.0] * 8
+        self._made[hit.name] = time.monotonic()
         return True
+
+    def _expire(self, totals: dict[str, _Totals], now: float) -> None:
+        """Drop template-made names idle for IDLE_NAME_EXPIRY: their series end here."""
+        made = self._made
+        for name, t in totals.items():
+            if t.processes and name in made:
+                made[name] = now
+        idle = [name for name, used in made.items() if used < now - IDLE_NAME_EXPIRY]
+        for name in idle:
+            del made[name], self._names[name], self._counters[name]
+            totals.pop(name, None)
 
     def last_values(self, key: tuple[int, int]) -> tuple[float, ...] | None:
         return self._values.last(key)
@@ -217,7 +257,7 @@ class Groups:
         if group.per_process:
             t.members.append(p)
         voluntary = involuntary = read = write = NAN
-        if p.state == "Z":  # no memory, no files: nothing more to read
+        if p.is_zombie:  # no memory, no files: nothing more to read
             return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write
         if group.swap or group.context_switches:
             status = snap.status(p)
@@ -231,7 +271,9 @@ class Groups:
             limit = snap.open_files_limit(p, fds)
             if limit:
                 t.worst_fd_ratio = max(t.worst_fd_ratio, fds / limit)
-        if group.pss and (proportional := snap.proportional(p)) is not None:
+        # A process whose main thread exited (state Z, threads left) shows no address space
+        # through /proc/<pid>: its smaps_rollup answers ESRCH.
+        if group.pss and p.state != "Z" and (proportional := snap.proportional(p)) is not None:
             t.pss += proportional.pss_bytes
             t.swap_pss += proportional.swap_pss_bytes
         return p.utime, p.stime, p.minflt, p.majflt, voluntary, involuntary, read, write
@@ -287,3 +329,8 @@ class Groups:
                 for p in kept:
                     out[f.PROCESS_RESIDENT_MEMORY].add_metric([name, str(p.pid)], p.rss_bytes)
         yield from out.values()
+
+
+def _valid(entry: Seen | None, p: Proc) -> Seen | None:
+    """entry, if it is p's membership (same start and comm)."""
+    return entry if entry and entry.start == p.start_ticks and entry.comm == p.comm else None

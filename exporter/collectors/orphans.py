@@ -25,7 +25,7 @@ from procpilot.exporter.config import ExporterConfig
 
 
 def is_orphan(p: Proc, procs: dict[int, Proc]) -> bool:
-    if p.is_kernel_thread or p.state == "Z" or p.pid == p.session or p.session <= 0:
+    if p.is_kernel_thread or p.is_zombie or p.pid == p.session or p.session <= 0:
         return False
     if p.pid == 1 or p.ppid == 0:
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from procpilot.exporter.collectors.caps import Caps
+from procpilot.exporter.collectors.exits import ExitCounts
 from procpilot.exporter.config import ExporterConfig
 from procpilot.exporter.exits import ExitSource
 
@@ -13,6 +14,7 @@ from procpilot.exporter.exits import ExitSource
 class Shared:
     caps: Caps = field(default_factory=Caps)
     exits: ExitSource | None = None  # ended processes from taskstats, when enabled
+    exit_counts: ExitCounts = field(default_factory=ExitCounts)  # what became of them
 
 
 class Stateless:

@@ -16,7 +16,7 @@ class Zombies(Stateless):
         count: dict[str, int] = {}
         oldest: dict[str, float] = {}
         for p in snap:
-            if p.state != "Z":
+            if not p.is_zombie:
                 continue
             parent = snap.procs.get(p.ppid)
             name = parent.comm if parent else "unknown"

@@ -49,6 +49,7 @@ def test_zombies_by_parent_with_oldest_start(tmp_path: Path) -> None:
     fake.add(11, b"z", state="Z", ppid=10, start=500)
     fake.add(12, b"z", state="Z", ppid=10, start=300)
     fake.add(13, b"z", state="Z", ppid=99)  # parent vanished mid-scan
+    fake.add(14, b"z", state="Z", ppid=10, threads=3)  # its main thread exited: running
     got = run("zombies", ProcReader(FS.at(str(tmp_path))))
     assert got[("procpilot_zombie_processes", (("parent", "leaky"),))] == 2
     assert got[("procpilot_zombie_processes", (("parent", "unknown"),))] == 1
@@ -67,6 +68,8 @@ def test_zombies_by_parent_with_oldest_start(tmp_path: Path) -> None:
         ("leader still exists", {"ppid": 1, "session": 20}, False),
         ("kernel thread", {"ppid": 2, "session": 0, "flags": PF_KTHREAD}, False),
         ("zombie", {"ppid": 1, "session": 50, "state": "Z"}, False),
+        ("main thread exited, others running", {"ppid": 1, "session": 50, "state": "Z",
+                                                "threads": 2}, True),
     ],
 )
 def test_orphan_rule(tmp_path: Path, desc: str, fields: dict[str, int], orphan: bool) -> None:

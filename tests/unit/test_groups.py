@@ -11,10 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from procpilot.core.procfs import FS, ProcReader
+from procpilot.core.taskstats import TaskExit
 from procpilot.exporter import config
+from procpilot.exporter import exits as listener_module
 from procpilot.exporter.collectors import Caps, Shared
 from procpilot.exporter.collectors import exits as exits_module
-from procpilot.exporter.exits import Batch, ProcessExit
+from procpilot.exporter.collectors import groups as groups_module
+from procpilot.exporter.exits import Batch, ExitListener, ProcessExit
 from procpilot.exporter.scrape import ScrapeCollector
 from tests.support.fakeproc import BTIME, Extra, FakeProcfs
 from tests.unit.test_collectors import group_cfg, make, samples
@@ -204,7 +207,7 @@ class FakeExits:
 
 def ended(pid: int, comm: str, start_ticks: int, *, ppid: int = 1, user: float = 0.0,
           runtime: float = 0.0, read: int = 0) -> ProcessExit:
-    return ProcessExit(pid, BTIME + start_ticks / TICKS, comm, ppid, 0, user, 0.0, runtime,
+    return ProcessExit(pid, start_ticks / TICKS, comm, ppid, 0, user, 0.0, runtime,
                        0, 0, 0, 0, read, 0)
 
 
@@ -218,9 +221,9 @@ def tree(tmp_path: Path) -> FakeProcfs:
 
 def test_exits_credit_what_no_scrape_counted(tree: FakeProcfs) -> None:
     exits = FakeExits()
+    shared = Shared(exits=exits)
     groups = make("groups", group_cfg({"name": "build", "comm": ["make"], "children": True},
-                                      {"name": "cc", "comm": ["cc1"]}),
-                  Shared(exits=exits))
+                                      {"name": "cc", "comm": ["cc1"]}), shared)
     reader = ProcReader(FS.at(str(tree.root)))
     cpu = "procpilot_group_cpu_seconds_total"
     first = samples(list(groups.collect(reader.snapshot())))
@@ -236,9 +239,7 @@ def test_exits_credit_what_no_scrape_counted(tree: FakeProcfs) -> None:
     assert of(got, cpu, group="cc", mode="user") == 0.25
     assert of(got, cpu, group="build", mode="user") == 1.0 + 0.5 + 0.125
     assert of(got, "procpilot_group_read_bytes_total", group="build") == 4096
-    results = {dict(k[1])["result"]: v for k, v in got.items()
-               if k[0] == "procpilot_exporter_taskstats_exits_total"}
-    assert results == {"grouped": 3, "ungrouped": 1, "unattributed": 0}
+    assert shared.exit_counts.results == {"grouped": 3, "ungrouped": 1, "unattributed": 0}
 
 
 def test_a_seen_member_adds_only_what_it_used_after_its_last_scrape(tree: FakeProcfs) -> None:
@@ -276,7 +277,8 @@ def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(
         tree: FakeProcfs, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exits_module, "RETENTION", 0.0)  # forget at the second scrape
     exits = FakeExits()
-    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    shared = Shared(exits=exits)
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), shared)
     reader = ProcReader(FS.at(str(tree.root)))
     list(groups.collect(reader.snapshot()))  # make seen: 1 s counted
     tree.remove(10)
@@ -285,7 +287,7 @@ def test_an_exit_a_forgotten_scrape_may_have_counted_is_left_out(
     exits.pending = [ended(10, "make", 1000, user=1.25)]
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.0
-    assert of(got, "procpilot_exporter_taskstats_exits_total", result="unattributed") == 1
+    assert shared.exit_counts.results["unattributed"] == 1
 
 
 def test_an_exit_after_a_reload_is_matched_with_what_scrapes_saw(tree: FakeProcfs) -> None:
@@ -301,3 +303,171 @@ def test_an_exit_after_a_reload_is_matched_with_what_scrapes_saw(tree: FakeProcf
     got = samples(list(groups.collect(reader.snapshot())))
     assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
     assert of(got, "procpilot_group_cpu_seconds_total", group="old", mode="user") is None
+
+
+def test_a_process_whose_main_thread_exited_is_counted_until_its_exit_record(
+        tree: FakeProcfs) -> None:
+    """Its stat shows Z while its other threads run: scrapes count it, and its exit record
+    adds only what it used after the last scrape."""
+    exits = FakeExits()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # 1 s seen
+    for utime in (200, 300, 400):  # more scrapes than the tracker's grace
+        tree.add(10, b"make", ppid=1, utime=utime, start=1000, state="Z", threads=3)
+        got = samples(list(groups.collect(reader.snapshot())))
+        assert of(got, "procpilot_group_cpu_seconds_total", group="build",
+                  mode="user") == utime / TICKS
+    tree.remove(10)
+    exits.pending = [ended(10, "make", 1000, user=5.0)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 5.0
+
+
+def test_a_zombie_keeps_what_scrapes_counted_until_its_exit_record_comes(
+        tree: FakeProcfs) -> None:
+    exits = FakeExits()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # 1 s seen
+    tree.add(10, b"make", ppid=1, utime=180, start=1000, state="Z")
+    for _ in range(3):  # more scrapes than the tracker's grace before the record comes
+        list(groups.collect(reader.snapshot()))
+    exits.pending = [ended(10, "make", 1000, user=1.75)]
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.75
+
+
+def test_a_reload_matches_children_with_the_new_config_only(tmp_path: Path) -> None:
+    """The child may be read before its parent: it must not join the parent's group of the
+    old config, whatever the order of /proc."""
+    fake = FakeProcfs(tmp_path)
+    fake.add(300, b"parent")
+    fake.add(400, b"child", ppid=300)
+    reader = ProcReader(FS.at(str(tmp_path)))
+
+    def cfg(name: str) -> config.ExporterConfig:
+        return group_cfg({"name": name, "comm": ["parent"], "children": True})
+
+    groups = make("groups", cfg("old"))
+    list(groups.collect(reader.snapshot()))
+    groups.configure(cfg("new"))
+    snap = reader.snapshot()
+    snap.procs = dict(sorted(snap.procs.items(), reverse=True))  # the child first
+    got = samples(list(groups.collect(snap)))
+    assert by_group(got, "procpilot_group_processes") == {"new": 2}
+
+
+def test_a_remembered_parent_credits_only_names_the_config_still_has(
+        tree: FakeProcfs) -> None:
+    exits = FakeExits()
+
+    def cfg(name: str) -> config.ExporterConfig:
+        return group_cfg({"name": name, "comm": ["make"], "children": True})
+
+    shared = Shared(exits=exits)
+    groups = make("groups", cfg("old"), shared)
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen in "old"
+    tree.remove(10)
+    list(groups.collect(reader.snapshot()))  # make remembered
+    groups.configure(cfg("new"))
+    exits.pending = [ended(50, "cc", 1000 + 100 * TICKS, ppid=10, user=2.0)]
+    list(groups.collect(reader.snapshot()))
+    assert shared.exit_counts.results["ungrouped"] == 1
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert by_group(got, "procpilot_group_processes") == {"new": 0}  # no "old" again
+
+
+class FedListener(ExitListener):
+    """The real listener's bookkeeping, fed records by the test instead of the kernel."""
+
+    listening = True
+
+
+def test_a_wall_clock_step_does_not_make_a_seen_process_count_twice(
+        tree: FakeProcfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    wall_at_boot = float(BTIME)
+    for module in (listener_module, exits_module):
+        monkeypatch.setattr(module, "boot_offset", lambda: wall_at_boot, raising=False)
+    exits = FedListener()
+    groups = make("groups", group_cfg({"name": "build", "comm": ["make"]}), Shared(exits=exits))
+    reader = ProcReader(FS.at(str(tree.root)))
+    list(groups.collect(reader.snapshot()))  # make seen with 1 s of user CPU
+    tree.remove(10)
+    wall_at_boot += 30.0  # the wall clock is stepped 30 s ahead; make ends
+    start = wall_at_boot + 1000 / TICKS  # its start as the kernel's record tells it
+    exits._add(TaskExit(10, 10, True, "make", 1, 0, start, 1.25, 0.0, 0.0, 0, 0, 0, 0, 0, 0,
+                        False))
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_cpu_seconds_total", group="build", mode="user") == 1.25
+
+
+def test_max_groups_caps_only_names_made_by_templates(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a")
+    fake.add(11, b"b")
+    cfg = group_cfg({"name": "s1", "comm": ["x"]}, {"name": "s2", "comm": ["y"]},
+                    {"name": "t-{comm}", "comm": ["a", "b"]}, max_groups=2)
+    got = samples(list(make("groups", cfg).collect(ProcReader(FS.at(str(tmp_path))).snapshot())))
+    assert by_group(got, "procpilot_group_processes") == {"s1": 0, "s2": 0, "t-a": 1, "t-b": 1}
+
+
+def test_idle_names_made_by_templates_go_and_make_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(groups_module, "IDLE_NAME_EXPIRY", 0.0, raising=False)  # idle: gone
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a")
+    fake.add(11, b"b")
+    shared = Shared()
+    groups = make("groups", group_cfg({"name": "static", "comm": ["x"]},
+                                      {"name": "job-{comm}", "comm": ["a", "b", "c"]},
+                                      max_groups=2), shared)
+    reader = ProcReader(FS.at(str(tmp_path)))
+
+    def names() -> dict[str, float]:
+        return by_group(samples(list(groups.collect(reader.snapshot()))),
+                        "procpilot_group_processes")
+
+    assert names() == {"static": 0, "job-a": 1, "job-b": 1}
+    fake.remove(10)
+    fake.remove(11)
+    fake.add(12, b"c")
+    assert names() == {"static": 0}  # c is over max_groups until a and b have gone
+    assert shared.caps.dropped["max_groups"] == 1
+    assert names() == {"static": 0, "job-c": 1}
+
+
+def test_a_name_made_by_a_template_stays_while_briefly_idle(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    fake.add(10, b"a", utime=100)
+    groups = make("groups", group_cfg({"name": "job-{comm}", "comm": ["a"]}))
+    reader = ProcReader(FS.at(str(tmp_path)))
+    list(groups.collect(reader.snapshot()))
+    fake.remove(10)
+    got = samples(list(groups.collect(reader.snapshot())))
+    assert of(got, "procpilot_group_processes", group="job-a") == 0
+    assert of(got, "procpilot_group_cpu_seconds_total", group="job-a", mode="user") == 1.0
+
+
+def test_taskstats_counts_are_exported_whatever_max_scrape_series_cuts(tree: FakeProcfs) -> None:
+    """They are the exporter's own metrics, like the caps' counts."""
+    cfg = group_cfg({"name": "{comm}", "cmdline": ".*"}, max_scrape_series=5)
+    scrape = ScrapeCollector(ProcReader(FS.at(str(tree.root))), cfg, ["groups"], FedListener())
+    registry = CollectorRegistry()
+    registry.register(scrape)
+    text = generate_latest(registry).decode()
+    assert 'procpilot_exporter_taskstats_exits_total{result="grouped"} 0.0' in text
+    assert 'procpilot_exporter_taskstats_lost_total{reason="socket"} 0.0' in text
+    assert scrape.shared.caps.dropped["max_scrape_series"] > 0
+
+
+def test_a_process_whose_main_thread_exited_is_read_without_errors(tmp_path: Path) -> None:
+    fake = FakeProcfs(tmp_path)
+    d = fake.add(10, b"db", state="Z", threads=3, extra=Extra(read_bytes=4096))
+    (d / "smaps_rollup").unlink()  # the kernel answers ESRCH: no address space to show
+    snap = ProcReader(FS.at(str(tmp_path))).snapshot()
+    got = samples(list(make("groups", group_cfg({"name": "db", "comm": ["db"], "pss": True}))
+                       .collect(snap)))
+    assert of(got, "procpilot_group_read_bytes_total", group="db") == 4096
+    assert snap.errors.counts() == {"vanished": 0, "permission": 0, "parse": 0}

@@ -11,6 +11,8 @@ from procpilot.core.owner import Owner, cgroup_path, owner_of
 ID = "4f3c1d0e9b8a7f6e5d4c3b2a19081726354453627180918273645546372819aa"
 POD = "0d8e2f1a-5b6c-4d7e-8f90-a1b2c3d4e5f6"
 CTL_ROOT = "procpilot-%2Frun%2Fprocpilot%2Fcontrol.sock"
+CTL_UNIT = "/system.slice/procpilot.service"
+CELL = f"{CTL_UNIT}/{CTL_ROOT}/web-0-3"
 
 
 @pytest.mark.parametrize(("path", "owner"), [
@@ -77,6 +79,12 @@ def test_label_names_the_most_specific_owner() -> None:
     # v1 without systemd, one controller moved (this test machine's shape)
     ("9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n", "/process_api/abc"),
     ("0::/\n", "/"),
+    # a controller's cell on a v1 host with systemd: only in the controllers' hierarchies
+    (f"11:pids:{CELL}\n10:freezer:{CELL}\n7:memory:{CELL}\n4:cpu,cpuacct:{CELL}\n"
+     f"3:blkio:{CTL_UNIT}\n1:name=systemd:{CTL_UNIT}\n", CELL),
+    # the same on a hybrid host: the unified hierarchy has the controller's unit only
+    (f"11:pids:{CELL}\n7:memory:{CELL}\n4:cpu,cpuacct:{CELL}\n1:name=systemd:{CTL_UNIT}\n"
+     f"0::{CTL_UNIT}\n", CELL),
 ])
 def test_cgroup_path_picks_where_the_process_was_placed(content: str, path: str) -> None:
     assert cgroup_path(parse_proc_cgroup(content)) == path
