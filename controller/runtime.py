@@ -450,8 +450,11 @@ class ProcessRuntime:
         self._cell_pids[name] = pid
 
         def forget(_: object) -> None:
-            self._listening.pop(pid, None)
-            self._cell_pids.pop(name, None)
+            # Only this child's entries: by now its pid may belong to a newer instance.
+            if self._listening.get(pid, (None,))[0] is child:
+                del self._listening[pid]
+            if self._cell_pids.get(name) == pid:
+                del self._cell_pids[name]
 
         child.exited.add_done_callback(forget)
 
