@@ -31,7 +31,7 @@ from procpilot.controller import readiness, rolling, states
 from procpilot.controller.backoff import Backoff
 from procpilot.controller.config import ProgramConfig
 from procpilot.controller.hooks import Event
-from procpilot.controller.instance import Instance, Run, pick_to_stop
+from procpilot.controller.instance import Changes, Instance, Run, pick_to_stop
 from procpilot.controller.logsink import instance_sinks, log_paths
 from procpilot.controller.notify import Notice
 from procpilot.controller.runtime import Listener, Runtime, SpawnFailed, Usage
@@ -79,6 +79,7 @@ class Program:
         self.cpu_system = 0.0
         self.cpu_throttled: float | None = None  # likewise, once a cgroup reports it
         self.lock = asyncio.Lock()  # one reconfigure/remove/rollout at a time
+        self.changes = Changes()  # any instance change, removal or new config
         self._to_launch: deque[Instance] = deque()  # started, waiting for their spawn
         self.removed = False  # left the config; a reload that brings it back restarts it
         self.waiting_for: tuple[str, ...] = ()  # dependencies its start waits on
@@ -163,12 +164,14 @@ class Program:
         states.check(inst.state, new)
         inst.state = new
         inst.waiters.notify(new)
+        self.changes.notify()
         if new == State.STOPPED and inst.retire:
             self._close_instance(inst)
 
     def _close_instance(self, inst: Instance) -> None:
         self._close_logs_of(inst.index)
         self.instances.pop(inst.index, None)
+        self.changes.notify()
 
     def _wait(self, inst: Instance, done: Callable[[State], bool]) -> asyncio.Future[State]:
         fut: asyncio.Future[State] = self.rt.loop.create_future()
@@ -406,6 +409,7 @@ class Program:
                         extra={"fields": self.log_fields(inst, pid=old.child.pid,
                                                           status=status.describe())})
         inst.waiters.notify(inst.state)  # a stop may be waiting for it
+        self.changes.notify()  # it may have been what kept the instance ready
 
     # --- actions (control socket, startup, reload, scaling) -------------------------------
 
@@ -523,6 +527,7 @@ class Program:
             await wait_all(self.stop())
             self.close_logs()
             self.instances.clear()
+            self.changes.notify()
             self.config = config
             self.removed = False
             self.release_sockets()

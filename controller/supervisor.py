@@ -4,8 +4,9 @@ Start-up goes in waves (``depends``): by ascending priority, and within a priori
 the programs depended on, each wave once its instances have settled (left starting: ready,
 or already known to be failing, so a crash loop does not hold up the next wave forever). A
 program whose dependencies are not all ready when its turn comes waits for them on its own
-and starts once they are. Starting a program starts what it depends on. Shutdown goes the
-other way, each wave stopped and gone before the next. Reload diffs the new config against
+and starts once they are, unless it is stopped or removed meanwhile. Starting a program
+starts what it depends on; nothing starts once shutdown began. Shutdown goes the other way,
+each wave stopped and gone before the next. Reload diffs the new config against
 the running one by equality; changed programs roll out wave by wave too. One measurement per
 sampling tick (``Runtime.measure``) takes every instance's memory and CPU, for the limits,
 the metrics and the autoscalers.
@@ -18,7 +19,7 @@ import concurrent.futures
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from procpilot.controller import config as config_mod
@@ -26,7 +27,7 @@ from procpilot.controller import depends
 from procpilot.controller.config import ConfigError, ControllerConfig, ProgramConfig
 from procpilot.controller.control import CommandError, ControlServer
 from procpilot.controller.hooks import Event, Hooks
-from procpilot.controller.instance import Instance
+from procpilot.controller.instance import Changes, Instance
 from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.pool import PoolScaler
 from procpilot.controller.program import Program, wait_all
@@ -78,6 +79,9 @@ class Supervisor:
         self.control: ControlServer | None = None  # while run() serves the socket
         self._refreshed: dict[str, float] = {}  # program -> loop time of its last refresh
         self.hooks = Hooks(rt)
+        self.changes = Changes()  # a reload, a program gone: waiting dependents look again
+        # Starts waiting for dependencies, by (program, instance or None for all of it):
+        self._waiting: dict[tuple[str, int | None], asyncio.Task[None]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -144,13 +148,14 @@ class Supervisor:
         hooks = [*self.config.hooks, *(h for p in self.programs.values() for h in p.config.hooks)]
         await self.hooks.close(max((h.timeout for h in hooks), default=0.0))
 
-    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         if self._done.is_set():
             coro.close()
-            return
+            return None
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -211,20 +216,46 @@ class Supervisor:
         """Start these programs (an instance, or all of each), and before them what they
         depend on, wave by wave; one whose dependencies are not ready waits on its own."""
         for wave in self._waves(targets, with_dependencies=True):
+            if self._done.is_set():  # shutdown stops what runs; the next wave must not start
+                log.info("shutting down: not starting the rest")
+                return
             log.info("starting programs", extra={"fields": {
                 "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
             waits = []
             for program in wave:
                 if unready := self._unready(program):
-                    program.waiting_for = tuple(p.name for p in unready)  # before any answer
-                    log.info("waiting for dependencies to be ready", extra={"fields": {
-                        "program": program.name, "dependencies": ",".join(program.waiting_for)}})
-                    self._spawn_task(self._start_when_ready(program, targets.get(program.name)))
+                    self._wait_then_start(program, targets.get(program.name), unready)
                 else:
                     waits += program.start(targets.get(program.name))
             await wait_all(waits)
 
+    def _wait_then_start(self, program: Program, index: int | None,
+                         unready: list[Program]) -> None:
+        """Start program (or one instance) once its dependencies are ready, in a task that
+        stopping or removing the program cancels; a second start of it joins the first."""
+        key = (program.name, index)
+        if key in self._waiting:
+            return
+        program.waiting_for = tuple(p.name for p in unready)  # before any answer
+        log.info("waiting for dependencies to be ready", extra={"fields": {
+            "program": program.name, "dependencies": ",".join(program.waiting_for)}})
+        task = self._spawn_task(self._start_when_ready(program, index))
+        if task is not None:
+            self._waiting[key] = task
+            task.add_done_callback(lambda _: self._waiting.pop(key, None))
+
+    def _cancel_waits(self, name: str) -> None:
+        """The operator stopped the program, or it left the config: it starts no more."""
+        for (waiting, _), task in list(self._waiting.items()):
+            if waiting == name:
+                task.cancel()
+        if name in self.programs:
+            self.programs[name].waiting_for = ()
+
     async def _start_when_ready(self, program: Program, index: int | None) -> None:
+        """Look again at every change of a dependency that is not ready (an instance moved
+        or went, its config changed, it was removed) and at every reload, which may have
+        changed what program depends on."""
         try:
             while (unready := self._unready(program)) and not program.removed:
                 names = tuple(p.name for p in unready)
@@ -232,15 +263,19 @@ class Supervisor:
                     log.info("waiting for dependencies to be ready", extra={"fields": {
                         "program": program.name, "dependencies": ",".join(names)}})
                 program.waiting_for = names
-                await _next_change([i for p in unready for i in _unready_instances(p)])
+                changes = [self.changes.next(), *(p.changes.next() for p in unready)]
+                await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
         finally:
             program.waiting_for = ()
-        if not program.removed:
+        if not program.removed and not self._done.is_set():
             await wait_all(program.start(index))
 
     async def _stop_programs(self, targets: Mapping[str, int | None]) -> None:
         """Stop these programs (an instance, or all of each) in reverse start order: what
-        depends on a program stops before it."""
+        depends on a program stops before it. A start still waiting for their dependencies
+        is called off."""
+        for name in targets:
+            self._cancel_waits(name)
         for wave in reversed(self._waves(targets)):
             log.info("stopping programs", extra={"fields": {
                 "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
@@ -323,6 +358,7 @@ class Supervisor:
                    and (current[n].removed or current[n].config != new.programs[n])]
         for name in removed:
             current[name].removed = True  # before any later reload looks
+            self._cancel_waits(name)
         self._spawn_task(self._remove_all(removed))
         self._spawn_task(self._reconfigure_all(changed))
         for name in added:
@@ -335,6 +371,7 @@ class Supervisor:
         log.info("config reloaded", extra={"fields": {
             "added": ",".join(added), "removed": ",".join(removed),
             "changed": ",".join(changed)}})
+        self.changes.notify()  # depends_on may have changed
         return summary
 
     async def _remove_all(self, names: list[str]) -> None:
@@ -349,6 +386,7 @@ class Supervisor:
         await program.remove()
         if self.programs.get(program.name) is program and program.name not in self.config.programs:
             del self.programs[program.name]
+            self.changes.notify()
 
     async def _reconfigure_all(self, names: list[str]) -> None:
         """Roll changed programs out, what others depend on first; each gets the latest
@@ -508,22 +546,3 @@ class Supervisor:
 
 def _unready_instances(program: Program) -> list[Instance]:
     return [i for i in program.instances.values() if not i.retire and not i.ready]
-
-
-def _left(was: State) -> Callable[[State], bool]:
-    return lambda state: state != was
-
-
-async def _next_change(instances: list[Instance]) -> None:
-    """Until each of these instances has left the state it is in now."""
-    loop = asyncio.get_running_loop()
-    changes = []
-    for inst in instances:
-        fut: asyncio.Future[State] = loop.create_future()
-        inst.waiters.add(_left(inst.state), fut)
-        changes.append(fut)
-    try:
-        await asyncio.wait(changes)
-    finally:
-        for fut in changes:
-            fut.cancel()
