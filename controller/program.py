@@ -547,9 +547,9 @@ class Program:
             inst.output = None  # new processes write where the new config says
         await wait_all(self.scale(self._kept_count()))
         outcome = await rolling.roll(self, sorted(before & set(self.instances)))
-        log.log(logging.ERROR if outcome.halted else logging.INFO, "rollout " + (
-            "halted" if outcome.halted else "done"), extra={"fields": {
-                "program": self.name, **outcome.fields()}})
+        level = logging.ERROR if outcome.halted else logging.INFO
+        log.log(level, f"rollout {outcome.ending}", extra={"fields": {
+            "program": self.name, **outcome.fields()}})
 
     async def roll(self, index: int | None = None) -> rolling.Outcome:
         """procpilotctl restart --rolling: replace instances one by one, each once ready."""
@@ -557,10 +557,14 @@ class Program:
             return await rolling.roll(self, [i.index for i in self.select(index)])
 
     async def remove(self) -> None:
-        """Stop every instance for good (the program left the config)."""
+        """Stop every instance for good (the program left the config). The stop comes at
+        once: a rollout under way (holding the lock) sees it and ends, instead of going on
+        with processes of a program that is gone."""
         self.removed = True  # at once: a reload before the lock is ours must see it
+        self.changes.notify()
+        self.stop()
         async with self.lock:
-            await wait_all(self.stop())
+            await wait_all(self.stop())  # also what a reconfigure under way started
             self.close_logs()
             self.release_sockets()
 

@@ -495,7 +495,7 @@ class Supervisor:
         targets = self._targets(target)
         outcomes = await asyncio.gather(*(p.roll(index) for p, index in targets))
         text = "; ".join(o.describe(p.name) for (p, _), o in zip(targets, outcomes, strict=True))
-        if any(o.halted for o in outcomes):
+        if any(o.halted or o.removed for o in outcomes):
             raise CommandError(text)
         return text
 

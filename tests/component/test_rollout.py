@@ -174,3 +174,28 @@ def test_a_socket_that_cannot_be_bound_fails_the_start_and_says_why(tmp_path: Pa
         assert rt.children == []
 
     on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+SLOW = {"command": "serve", "ready": "notify", "ready_timeout": "5m", "stop": {"timeout": "1s"}}
+
+
+def test_a_program_removed_mid_rollout_stops_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    programs = {"pool": {**SLOW, "instances": 3}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(0.1)
+        for i in range(3):
+            rt.current("pool", i).notify("READY=1")
+        write(path, {"pool": {**programs["pool"], "command": "serve --v2"}})
+        await sup.reload()
+        await sleep(10)  # the first surge waits for a READY=1 that does not come
+        write(path, {})
+        await sup.reload()
+        await sleep(2)  # the stop timeout, not the replacement's ready_timeout
+        assert "pool" not in sup.programs
+        assert len(rt.children) == 4  # no further surge
+        assert all(c.exited.done() for c in rt.children)
+
+    on_supervisor(path, programs, test)
+
