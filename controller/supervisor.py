@@ -6,8 +6,9 @@ or already known to be failing, so a crash loop does not hold up the next wave f
 program whose dependencies are not all ready when its turn comes waits for them on its own
 and starts once they are, unless it is stopped or removed meanwhile. Starting a program
 starts what it depends on; nothing starts once shutdown began. Shutdown goes the other way,
-each wave stopped and gone before the next. Reload diffs the new config against
-the running one by equality; changed programs roll out wave by wave too. One measurement per
+each wave stopped and gone before the next. Reload diffs the new config against the running
+one by equality; changed programs take their new config at once, and their instances are
+replaced (rolled out) after those of the changed programs they depend on. One measurement per
 sampling tick (``Runtime.measure``) takes every instance's memory and CPU, for the limits,
 the metrics and the autoscalers.
 """
@@ -181,17 +182,21 @@ class Supervisor:
                 program, lambda: self.refresh([program]))
             scaler.start()
 
-    async def _reconfigure(self, program: Program, cfg: ProgramConfig) -> None:
+    def _reconfigure(self, program: Program, cfg: ProgramConfig) -> bool:
+        """Give program its new config; True when its instances are to be replaced (its
+        autoscaler stays closed until then)."""
         scaler = self.scalers.get(program.name)
         if scaler is not None:
             scaler.close()
-        in_place = await program.reconfigure(cfg)
-        if in_place and scaler is not None and cfg.autoscale is not None:
+        if not program.reconfigure(cfg):
+            return True
+        if scaler is not None and cfg.autoscale is not None:
             scaler.retarget(cfg.autoscale)  # the same pool, new targets: no restart
             if not self._done.is_set():
                 scaler.start()
         else:
             self._restart_scaler(program)
+        return False
 
     # --- order (depends_on and priority) --------------------------------------------------
 
@@ -360,7 +365,7 @@ class Supervisor:
             current[name].removed = True  # before any later reload looks
             self._cancel_waits(name)
         self._spawn_task(self._remove_all(removed))
-        self._spawn_task(self._reconfigure_all(changed))
+        self._reconfigure_all(changed)
         for name in added:
             self._add(name, new.programs[name])
         self._spawn_task(self._start_programs(
@@ -380,6 +385,8 @@ class Supervisor:
             await asyncio.gather(*(self._remove(p) for p in wave))
 
     async def _remove(self, program: Program) -> None:
+        if not program.removed:  # back in the config already: its replacement restarts it
+            return
         scaler = self.scalers.pop(program.name, None)
         if scaler is not None:
             scaler.close()
@@ -388,12 +395,27 @@ class Supervisor:
             del self.programs[program.name]
             self.changes.notify()
 
-    async def _reconfigure_all(self, names: list[str]) -> None:
-        """Roll changed programs out, what others depend on first; each gets the latest
-        config when its turn comes (a later reload may have changed it again)."""
-        for wave in self._waves(names):
-            await asyncio.gather(*(self._reconfigure(p, self.config.programs[p.name])
-                                   for p in wave if p.name in self.config.programs))
+    def _reconfigure_all(self, names: list[str]) -> None:
+        """Give changed programs their new config at once (a restart meanwhile runs it),
+        then replace their instances in the background, each program's once the changed
+        programs it depends on (directly or not) have theirs; unrelated programs, whatever
+        their priority, do not wait for each other."""
+        cfgs = self.config.programs
+        graph = {n: c.depends_on for n, c in cfgs.items()}
+        replacing: dict[str, asyncio.Task[Any]] = {}
+        for program in [p for wave in self._waves(names) for p in wave if p.name in cfgs]:
+            if self._reconfigure(program, cfgs[program.name]):
+                after = [replacing[n] for n in depends.closure([program.name], graph)
+                         if n in replacing]
+                task = self._spawn_task(self._replace(program, after))
+                if task is not None:
+                    replacing[program.name] = task
+
+    async def _replace(self, program: Program, after: list[asyncio.Task[Any]]) -> None:
+        await asyncio.gather(*after, return_exceptions=True)  # a failed one holds up nothing
+        await program.replace()
+        if not program.removed:
+            self._restart_scaler(program)
 
     # --- reading -------------------------------------------------------------------------
 

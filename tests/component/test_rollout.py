@@ -199,3 +199,33 @@ def test_a_program_removed_mid_rollout_stops_at_once(tmp_path: Path) -> None:
 
     on_supervisor(path, programs, test)
 
+
+def test_a_reload_gives_changed_programs_their_config_at_once_and_orders_rollouts_by_depends_on(
+    tmp_path: Path,
+) -> None:
+    """a's rollout is slow; b (an unrelated, later priority) rolls out meanwhile; c, which
+    depends on a, has its new config at once (a restart runs it) but rolls out after a."""
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"a": {**SLOW, "priority": 1},
+                                "b": {"command": "serve", "priority": 2, **QUICK},
+                                "c": {"command": "serve", "priority": 2, "depends_on": ["a"],
+                                      **QUICK}}
+    v2 = ("serve", "--v2")
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(0.1)
+        rt.current("a").notify("READY=1")
+        await sleep(5)
+        write(path, {n: {**p, "command": "serve --v2"} for n, p in programs.items()})
+        await sup.reload()
+        assert {sup.programs[n].config.command for n in "abc"} == {v2}
+        await sleep(10)  # a's new process is not ready yet
+        assert [c.spec.argv for c in rt.of("b")] == [("serve",), v2]
+        assert [c.spec.argv for c in rt.of("c")] == [("serve",)]  # waits for a's rollout
+        rt.current("a").notify("READY=1")
+        await sleep(5)
+        assert [c.spec.argv for c in rt.of("c")] == [("serve",), v2]
+        assert states(sup) == dict.fromkeys(("a:0", "b:0", "c:0"), "running")
+
+    on_supervisor(path, programs, test)
+
