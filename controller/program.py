@@ -86,6 +86,7 @@ class Program:
         self._stop_first = False  # ...and stops them all first (it was removed meanwhile)
         self.waiting_for: tuple[str, ...] = ()  # dependencies its start waits on
         self.listeners: dict[str, Listener] = {}  # its sockets, by address
+        self.log_files: set[str] = set()  # the log files its instances were given
         self.config = config
         self.desired = self._configured_count()
         if (config.user is not None or config.group is not None) and os.geteuid() != 0:
@@ -151,6 +152,15 @@ class Program:
     def log_paths_of(self, index: int) -> list[str]:
         logs = self.config.logs
         return [] if logs is None else log_paths(logs, self.name, index)
+
+    def release_logs(self) -> None:
+        """Forget the log files its config no longer names (all, once it is removed), like
+        release_sockets: SIGUSR1 must not recreate them, and processes still writing to one
+        (a rollout's old processes) hold it open no longer than each write."""
+        wanted = set() if self.removed else set(self.log_paths() or ())
+        for path in self.log_files - wanted:
+            self.rt.logs.forget(path)
+        self.log_files &= wanted
 
     def _close_logs_of(self, index: int) -> None:
         for path in self.log_paths_of(index):
@@ -241,6 +251,7 @@ class Program:
             if inst.output is None:  # before spawning: a child must never lack its reader
                 inst.output = instance_sinks(c.logs, self.name, inst.index, files=self.rt.logs,
                                              clock=self.rt.wall, tail=inst.tail)
+                self.log_files.update(self.log_paths_of(inst.index))
             stdout, stderr = inst.output
             confinement = c.limits.confinement(f"{self.name}-{inst.index}")
             child = self.rt.start(self._instance_spec(inst.index), stdout, confinement,
@@ -533,6 +544,7 @@ class Program:
         self.removed = False
         self.outdated = True
         self.release_sockets()
+        self.release_logs()
         for inst in self.instances.values():
             inst.output = None  # new processes write where the new config says
         return False
@@ -585,6 +597,7 @@ class Program:
             await wait_all(self.stop())  # also what a replacement under way started
             self.close_logs()
             self.release_sockets()
+            self.release_logs()
 
     # --- measurements --------------------------------------------------------------------
 

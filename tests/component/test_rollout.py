@@ -5,6 +5,7 @@ not-ready-first canary, and listening sockets kept across it all."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -229,3 +230,32 @@ def test_a_reload_gives_changed_programs_their_config_at_once_and_orders_rollout
 
     on_supervisor(path, programs, test)
 
+
+def test_a_rollout_that_moves_the_log_files_lets_the_old_ones_go(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    old, new = tmp_path / "old", tmp_path / "new"
+    programs = {"web": {**POOL, "instances": 1, "logs": {"directory": str(old)}}}
+
+    def open_in(directory: Path) -> list[str]:
+        fds = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+        return [p for p in fds if p.startswith(str(directory))]
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(2)
+        first = rt.current("web")
+        first.say("v1\n")
+        write(path, {"web": {**POOL, "instances": 1, "logs": {"directory": str(new)}}})
+        await sup.reload()
+        await sleep(0.5)  # the surge starts; the old process still serves, and writes
+        first.say("still v1\n")
+        await sleep(5)
+        rt.current("web").say("v2\n")
+        assert (old / "web-0.log").read_text() == "v1\nstill v1\n"
+        assert (new / "web-0.log").read_text() == "v2\n"
+        assert open_in(old) == []
+        (old / "web-0.log").unlink()
+        sup.reopen_logs()  # SIGUSR1
+        assert not (old / "web-0.log").exists()
+        assert open_in(new) == [str(new / "web-0.log")]
+
+    on_supervisor(path, programs, test)
