@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -46,7 +47,9 @@ async def _tcp_check(host: str, port: int) -> bool:
 async def check_once(health: Health, reaper: Reaper, program: SpawnSpec) -> bool:
     """One check within health.timeout; any error counts as a failure.
 
-    An exec check runs like the program itself (environment, directory, user, group).
+    An exec check runs like the program itself (environment, directory, user, group);
+    one that cannot be spawned (an unknown user, a failing exec) fails too, rather than
+    ending the instance's health task.
     """
     try:
         if health.exec is not None:
@@ -56,7 +59,7 @@ async def check_once(health: Health, reaper: Reaper, program: SpawnSpec) -> bool
             return await asyncio.wait_for(_http_check(health.http), health.timeout)
         host, port = health.tcp_address
         return await asyncio.wait_for(_tcp_check(host, port), health.timeout)
-    except (OSError, TimeoutError, ValueError) as e:
+    except (OSError, TimeoutError, ValueError, KeyError, subprocess.SubprocessError) as e:
         log.debug("health check error", extra={"fields": {"err": str(e)}})
         return False
 

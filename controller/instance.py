@@ -77,6 +77,26 @@ class Waiters:
         self._waiting = still
 
 
+class Changes:
+    """Wakes whoever waits for the next change of something (a program's instances, the
+    supervisor's config) without saying what changed: the waiter looks again."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[None] | None = None
+
+    def next(self) -> asyncio.Future[None]:
+        """Resolves at the next notify(); wait on it with asyncio.wait, which does not
+        cancel it (others share it)."""
+        if self._next is None or self._next.done():
+            self._next = asyncio.get_running_loop().create_future()
+        return self._next
+
+    def notify(self) -> None:
+        if self._next is not None and not self._next.done():
+            self._next.set_result(None)
+        self._next = None
+
+
 @dataclass(eq=False)
 class Instance:
     program: str

@@ -53,6 +53,7 @@ class RotatingFile:
         self._mid_line = False
         self._fd = -1
         self.size = 0
+        self.forgotten = False  # by LogFiles: each write opens and closes it
         self._open()
 
     def _open(self) -> None:
@@ -85,6 +86,8 @@ class RotatingFile:
             self._open()
         _write_all(self._fd, data)
         self.size += len(data)
+        if self.forgotten:
+            self.close()  # nothing would close it later
 
     def write(self, data: bytes, complete: bool) -> None:
         if self._mid_line:
@@ -207,6 +210,16 @@ class LogFiles:
         close_all() at shutdown closes it for good."""
         f = self._files.get(path)
         if f is not None:
+            f.close()
+
+    def forget(self, path: str) -> None:
+        """Close the file and drop it: no config names it any more (or its program left).
+        What processes still write to it (a rollout's old ones, until they are gone) lands
+        in it, each write opening and closing it: nothing holds it open, and reopen_all
+        (SIGUSR1) no longer recreates it."""
+        f = self._files.pop(path, None)
+        if f is not None:
+            f.forgotten = True
             f.close()
 
     def close_all(self) -> None:

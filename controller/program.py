@@ -31,7 +31,7 @@ from procpilot.controller import readiness, rolling, states
 from procpilot.controller.backoff import Backoff
 from procpilot.controller.config import ProgramConfig
 from procpilot.controller.hooks import Event
-from procpilot.controller.instance import Instance, Run, pick_to_stop
+from procpilot.controller.instance import Changes, Instance, Run, pick_to_stop
 from procpilot.controller.logsink import instance_sinks, log_paths
 from procpilot.controller.notify import Notice
 from procpilot.controller.runtime import Listener, Runtime, SpawnFailed, Usage
@@ -78,11 +78,15 @@ class Program:
         self.cpu_user = 0.0  # every process of every instance, kept across restarts
         self.cpu_system = 0.0
         self.cpu_throttled: float | None = None  # likewise, once a cgroup reports it
-        self.lock = asyncio.Lock()  # one reconfigure/remove/rollout at a time
+        self.lock = asyncio.Lock()  # one replacement/remove/rollout at a time
+        self.changes = Changes()  # any instance change, removal or new config
         self._to_launch: deque[Instance] = deque()  # started, waiting for their spawn
         self.removed = False  # left the config; a reload that brings it back restarts it
+        self.outdated = False  # its instances run an older config: replace() is due
+        self._stop_first = False  # ...and stops them all first (it was removed meanwhile)
         self.waiting_for: tuple[str, ...] = ()  # dependencies its start waits on
         self.listeners: dict[str, Listener] = {}  # its sockets, by address
+        self.log_files: set[str] = set()  # the log files its instances were given
         self.config = config
         self.desired = self._configured_count()
         if (config.user is not None or config.group is not None) and os.geteuid() != 0:
@@ -143,12 +147,24 @@ class Program:
         logs = self.config.logs
         if logs is None:
             return None
-        return [p for i in sorted(self.instances) for p in log_paths(logs, self.name, i)]
+        return [p for i in sorted(self.instances) for p in self.log_paths_of(i)]
+
+    def log_paths_of(self, index: int) -> list[str]:
+        logs = self.config.logs
+        return [] if logs is None else log_paths(logs, self.name, index)
+
+    def release_logs(self) -> None:
+        """Forget the log files its config no longer names (all, once it is removed), like
+        release_sockets: SIGUSR1 must not recreate them, and processes still writing to one
+        (a rollout's old processes) hold it open no longer than each write."""
+        wanted = set() if self.removed else set(self.log_paths() or ())
+        for path in self.log_files - wanted:
+            self.rt.logs.forget(path)
+        self.log_files &= wanted
 
     def _close_logs_of(self, index: int) -> None:
-        if self.config.logs is not None:
-            for path in log_paths(self.config.logs, self.name, index):
-                self.rt.logs.close(path)
+        for path in self.log_paths_of(index):
+            self.rt.logs.close(path)
 
     def close_logs(self) -> None:
         for index in self.instances:
@@ -163,12 +179,14 @@ class Program:
         states.check(inst.state, new)
         inst.state = new
         inst.waiters.notify(new)
+        self.changes.notify()
         if new == State.STOPPED and inst.retire:
             self._close_instance(inst)
 
     def _close_instance(self, inst: Instance) -> None:
         self._close_logs_of(inst.index)
         self.instances.pop(inst.index, None)
+        self.changes.notify()
 
     def _wait(self, inst: Instance, done: Callable[[State], bool]) -> asyncio.Future[State]:
         fut: asyncio.Future[State] = self.rt.loop.create_future()
@@ -233,6 +251,7 @@ class Program:
             if inst.output is None:  # before spawning: a child must never lack its reader
                 inst.output = instance_sinks(c.logs, self.name, inst.index, files=self.rt.logs,
                                              clock=self.rt.wall, tail=inst.tail)
+                self.log_files.update(self.log_paths_of(inst.index))
             stdout, stderr = inst.output
             confinement = c.limits.confinement(f"{self.name}-{inst.index}")
             child = self.rt.start(self._instance_spec(inst.index), stdout, confinement,
@@ -406,6 +425,7 @@ class Program:
                         extra={"fields": self.log_fields(inst, pid=old.child.pid,
                                                           status=status.describe())})
         inst.waiters.notify(inst.state)  # a stop may be waiting for it
+        self.changes.notify()  # it may have been what kept the instance ready
 
     # --- actions (control socket, startup, reload, scaling) -------------------------------
 
@@ -502,49 +522,64 @@ class Program:
             waits += self.start(index)
         return waits
 
-    async def reconfigure(self, config: ProgramConfig) -> bool:
-        """Apply a changed config; True when it was applied to the running instances.
+    def reconfigure(self, config: ProgramConfig) -> bool:
+        """Apply a changed config at once; True when that is all it takes.
 
         What needs no new process (the count, the autoscale section, hooks, dependencies,
-        rollout) applies in place, a pool keeping its count clamped to the new bounds;
-        anything else replaces the instances, as the new rollout section says.
+        rollout) applies in place, a pool keeping its count clamped to the new bounds.
+        Anything else holds for every process started from now on (a restart, a crash's),
+        and the instances running the old one are replaced later by replace(), as the new
+        rollout section says (the supervisor orders replacements along depends_on).
         """
-        async with self.lock:
-            live = {"instances": self.config.instances, "autoscale": self.config.autoscale,
-                    "hooks": self.config.hooks, "depends_on": self.config.depends_on,
-                    "rollout": self.config.rollout}
-            if config.model_copy(update=live) == self.config and not self.removed:
-                self.config = config
-                await wait_all(self.scale(self._kept_count()))
-                return True
-            if config.rollout.strategy == "rolling" and not self.removed:
-                await self._roll_out(config)
-                return False
-            await wait_all(self.stop())
-            self.close_logs()
-            self.instances.clear()
-            self.config = config
-            self.removed = False
-            self.release_sockets()
-            self.desired = self._configured_count()
-            self.ensure_instances()
-            if config.autostart:
-                await wait_all(self.start())
-            return False
-
-    async def _roll_out(self, config: ProgramConfig) -> None:
-        """The new config for new processes; the count applied first, then the instances
-        that were there replaced one by one."""
-        before = {i.index for i in self.instances.values() if not i.retire}
+        live = {"instances": self.config.instances, "autoscale": self.config.autoscale,
+                "hooks": self.config.hooks, "depends_on": self.config.depends_on,
+                "rollout": self.config.rollout}
+        in_place = config.model_copy(update=live) == self.config and not self.removed
         self.config = config
+        self.changes.notify()
+        if in_place:
+            self.scale(self._kept_count())
+            return True
+        self._stop_first |= self.removed  # back in the config: a fresh start, not a rollout
+        self.removed = False
+        self.outdated = True
         self.release_sockets()
+        self.release_logs()
         for inst in self.instances.values():
             inst.output = None  # new processes write where the new config says
+        return False
+
+    async def replace(self) -> None:
+        """Replace the instances that run an older config (see reconfigure): one by one
+        with rollout strategy rolling, else all stopped, then started."""
+        async with self.lock:
+            if not self.outdated or self.removed:  # done by an earlier call, or left
+                return
+            stop_first, self.outdated, self._stop_first = self._stop_first, False, False
+            if self.config.rollout.strategy == "rolling" and not stop_first:
+                await self._roll_out()
+            else:
+                await self._restart_all()
+
+    async def _roll_out(self) -> None:
+        """The count applied first, then the instances that were there replaced one by one."""
+        before = {i.index for i in self.instances.values() if not i.retire}
         await wait_all(self.scale(self._kept_count()))
         outcome = await rolling.roll(self, sorted(before & set(self.instances)))
-        log.log(logging.ERROR if outcome.halted else logging.INFO, "rollout " + (
-            "halted" if outcome.halted else "done"), extra={"fields": {
-                "program": self.name, **outcome.fields()}})
+        level = logging.ERROR if outcome.halted else logging.INFO
+        log.log(level, f"rollout {outcome.ending}", extra={"fields": {
+            "program": self.name, **outcome.fields()}})
+
+    async def _restart_all(self) -> None:
+        """Every instance stopped, the slots made anew for the config's count, started."""
+        await wait_all(self.stop())
+        self.close_logs()
+        self.instances.clear()
+        self.changes.notify()
+        self.desired = self._configured_count()
+        self.ensure_instances()
+        if self.config.autostart and not self.removed:
+            await wait_all(self.start())
 
     async def roll(self, index: int | None = None) -> rolling.Outcome:
         """procpilotctl restart --rolling: replace instances one by one, each once ready."""
@@ -552,12 +587,17 @@ class Program:
             return await rolling.roll(self, [i.index for i in self.select(index)])
 
     async def remove(self) -> None:
-        """Stop every instance for good (the program left the config)."""
+        """Stop every instance for good (the program left the config). The stop comes at
+        once: a rollout under way (holding the lock) sees it and ends, instead of going on
+        with processes of a program that is gone."""
         self.removed = True  # at once: a reload before the lock is ours must see it
+        self.changes.notify()
+        self.stop()
         async with self.lock:
-            await wait_all(self.stop())
+            await wait_all(self.stop())  # also what a replacement under way started
             self.close_logs()
             self.release_sockets()
+            self.release_logs()
 
     # --- measurements --------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ Instances that are not ready (starting, in backoff, fatal) serve nothing: they a
 first, all at once, outside both allowances. They are the canary: if the new config cannot
 make even them ready, the rollout halts before a serving instance is touched. A replacement
 that does not become ready halts it too; what is already replaced stays, the rest keeps
-running as it was.
+running as it was. A program that leaves the config meanwhile ends its rollout at once
+(its removal stops every instance).
 """
 
 from __future__ import annotations
@@ -51,13 +52,21 @@ class Outcome:
     replaced: int
     total: int
     halted: str | None = None  # the instance that did not become ready, and its state
+    removed: bool = False  # abandoned: the program left the config
+
+    @property
+    def ending(self) -> str:
+        return "halted" if self.halted else "abandoned" if self.removed else "done"
 
     def fields(self) -> dict[str, object]:
         return {"replaced": self.replaced, "instances": self.total,
-                **({"halted_at": self.halted} if self.halted else {})}
+                **({"halted_at": self.halted} if self.halted else {}),
+                **({"abandoned": "program removed"} if self.removed else {})}
 
     def describe(self, program: str) -> str:
         done = f"{program}: {self.replaced} of {self.total} instances replaced"
+        if self.removed:
+            return f"{done}; abandoned: {program} left the config"
         return done if self.halted is None else f"{done}; halted: {self.halted} is not ready"
 
 
@@ -70,6 +79,8 @@ async def roll(program: Program, indexes: Sequence[int]) -> Outcome:
     total = len(slots)
     unready = [i for i in slots if not i.ready]
     restarted = await asyncio.gather(*[f for i in unready for f in program.restart(i.index)])
+    if program.removed:
+        return Outcome(0, total, removed=True)
     for inst, state in zip(unready, restarted, strict=True):
         if state != State.RUNNING:
             return Outcome(0, total, f"{inst.id} ({state.value})")
@@ -92,6 +103,8 @@ async def roll(program: Program, indexes: Sequence[int]) -> Outcome:
         if not under_way:
             continue
         finished, _ = await asyncio.wait(under_way, return_when=asyncio.FIRST_COMPLETED)
+        if program.removed:
+            return Outcome(replaced, total, removed=True)
         for move in finished:
             inst, _ = under_way.pop(move)
             if move.result() != State.RUNNING:

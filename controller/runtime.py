@@ -232,7 +232,14 @@ class SocketListener:
     def fd(self) -> int:
         return self._sock.fileno()
 
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() < 0
+
     def close(self) -> None:
+        """Once: a later close must not unlink a path another listener bound since."""
+        if self.closed:
+            return
         self._sock.close()
         if self.path is not None:
             with contextlib.suppress(OSError):
@@ -486,6 +493,8 @@ class ProcessRuntime:
 
     def listen(self, address: str) -> SocketListener:
         listener = SocketListener(address)
+        # Those closed since (a program's config dropped them) are done with.
+        self._listeners = {x for x in self._listeners if not x.closed}
         self._listeners.add(listener)
         return listener
 

@@ -4,9 +4,11 @@ Start-up goes in waves (``depends``): by ascending priority, and within a priori
 the programs depended on, each wave once its instances have settled (left starting: ready,
 or already known to be failing, so a crash loop does not hold up the next wave forever). A
 program whose dependencies are not all ready when its turn comes waits for them on its own
-and starts once they are. Starting a program starts what it depends on. Shutdown goes the
-other way, each wave stopped and gone before the next. Reload diffs the new config against
-the running one by equality; changed programs roll out wave by wave too. One measurement per
+and starts once they are, unless it is stopped or removed meanwhile. Starting a program
+starts what it depends on; nothing starts once shutdown began. Shutdown goes the other way,
+each wave stopped and gone before the next. Reload diffs the new config against the running
+one by equality; changed programs take their new config at once, and their instances are
+replaced (rolled out) after those of the changed programs they depend on. One measurement per
 sampling tick (``Runtime.measure``) takes every instance's memory and CPU, for the limits,
 the metrics and the autoscalers.
 """
@@ -18,7 +20,7 @@ import concurrent.futures
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from procpilot.controller import config as config_mod
@@ -26,7 +28,7 @@ from procpilot.controller import depends
 from procpilot.controller.config import ConfigError, ControllerConfig, ProgramConfig
 from procpilot.controller.control import CommandError, ControlServer
 from procpilot.controller.hooks import Event, Hooks
-from procpilot.controller.instance import Instance
+from procpilot.controller.instance import Changes, Instance
 from procpilot.controller.limits import enforce_memory_limit
 from procpilot.controller.pool import PoolScaler
 from procpilot.controller.program import Program, wait_all
@@ -79,6 +81,9 @@ class Supervisor:
         self.control: ControlServer | None = None  # while run() serves the socket
         self._refreshed: dict[str, float] = {}  # program -> loop time of its last refresh
         self.hooks = Hooks(rt)
+        self.changes = Changes()  # a reload, a program gone: waiting dependents look again
+        # Starts waiting for dependencies, by (program, instance or None for all of it):
+        self._waiting: dict[tuple[str, int | None], asyncio.Task[None]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -149,13 +154,14 @@ class Supervisor:
         hooks = [*self.config.hooks, *(h for p in self.programs.values() for h in p.config.hooks)]
         await self.hooks.close(max((h.timeout for h in hooks), default=0.0))
 
-    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         if self._done.is_set():
             coro.close()
-            return
+            return None
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -181,17 +187,21 @@ class Supervisor:
                 program, lambda: self.refresh([program]))
             scaler.start()
 
-    async def _reconfigure(self, program: Program, cfg: ProgramConfig) -> None:
+    def _reconfigure(self, program: Program, cfg: ProgramConfig) -> bool:
+        """Give program its new config; True when its instances are to be replaced (its
+        autoscaler stays closed until then)."""
         scaler = self.scalers.get(program.name)
         if scaler is not None:
             scaler.close()
-        in_place = await program.reconfigure(cfg)
-        if in_place and scaler is not None and cfg.autoscale is not None:
+        if not program.reconfigure(cfg):
+            return True
+        if scaler is not None and cfg.autoscale is not None:
             scaler.retarget(cfg.autoscale)  # the same pool, new targets: no restart
             if not self._done.is_set():
                 scaler.start()
         else:
             self._restart_scaler(program)
+        return False
 
     # --- order (depends_on and priority) --------------------------------------------------
 
@@ -216,20 +226,46 @@ class Supervisor:
         """Start these programs (an instance, or all of each), and before them what they
         depend on, wave by wave; one whose dependencies are not ready waits on its own."""
         for wave in self._waves(targets, with_dependencies=True):
+            if self._done.is_set():  # shutdown stops what runs; the next wave must not start
+                log.info("shutting down: not starting the rest")
+                return
             log.info("starting programs", extra={"fields": {
                 "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
             waits = []
             for program in wave:
                 if unready := self._unready(program):
-                    program.waiting_for = tuple(p.name for p in unready)  # before any answer
-                    log.info("waiting for dependencies to be ready", extra={"fields": {
-                        "program": program.name, "dependencies": ",".join(program.waiting_for)}})
-                    self._spawn_task(self._start_when_ready(program, targets.get(program.name)))
+                    self._wait_then_start(program, targets.get(program.name), unready)
                 else:
                     waits += program.start(targets.get(program.name))
             await wait_all(waits)
 
+    def _wait_then_start(self, program: Program, index: int | None,
+                         unready: list[Program]) -> None:
+        """Start program (or one instance) once its dependencies are ready, in a task that
+        stopping or removing the program cancels; a second start of it joins the first."""
+        key = (program.name, index)
+        if key in self._waiting:
+            return
+        program.waiting_for = tuple(p.name for p in unready)  # before any answer
+        log.info("waiting for dependencies to be ready", extra={"fields": {
+            "program": program.name, "dependencies": ",".join(program.waiting_for)}})
+        task = self._spawn_task(self._start_when_ready(program, index))
+        if task is not None:
+            self._waiting[key] = task
+            task.add_done_callback(lambda _: self._waiting.pop(key, None))
+
+    def _cancel_waits(self, name: str) -> None:
+        """The operator stopped the program, or it left the config: it starts no more."""
+        for (waiting, _), task in list(self._waiting.items()):
+            if waiting == name:
+                task.cancel()
+        if name in self.programs:
+            self.programs[name].waiting_for = ()
+
     async def _start_when_ready(self, program: Program, index: int | None) -> None:
+        """Look again at every change of a dependency that is not ready (an instance moved
+        or went, its config changed, it was removed) and at every reload, which may have
+        changed what program depends on."""
         try:
             while (unready := self._unready(program)) and not program.removed:
                 names = tuple(p.name for p in unready)
@@ -237,15 +273,19 @@ class Supervisor:
                     log.info("waiting for dependencies to be ready", extra={"fields": {
                         "program": program.name, "dependencies": ",".join(names)}})
                 program.waiting_for = names
-                await _next_change([i for p in unready for i in _unready_instances(p)])
+                changes = [self.changes.next(), *(p.changes.next() for p in unready)]
+                await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
         finally:
             program.waiting_for = ()
-        if not program.removed:
+        if not program.removed and not self._done.is_set():
             await wait_all(program.start(index))
 
     async def _stop_programs(self, targets: Mapping[str, int | None]) -> None:
         """Stop these programs (an instance, or all of each) in reverse start order: what
-        depends on a program stops before it."""
+        depends on a program stops before it. A start still waiting for their dependencies
+        is called off."""
+        for name in targets:
+            self._cancel_waits(name)
         for wave in reversed(self._waves(targets)):
             log.info("stopping programs", extra={"fields": {
                 "priority": wave[0].config.priority, "programs": ",".join(p.name for p in wave)}})
@@ -328,8 +368,9 @@ class Supervisor:
                    and (current[n].removed or current[n].config != new.programs[n])]
         for name in removed:
             current[name].removed = True  # before any later reload looks
+            self._cancel_waits(name)
         self._spawn_task(self._remove_all(removed))
-        self._spawn_task(self._reconfigure_all(changed))
+        self._reconfigure_all(changed)
         for name in added:
             self._add(name, new.programs[name])
         self._spawn_task(self._start_programs(
@@ -340,6 +381,7 @@ class Supervisor:
         log.info("config reloaded", extra={"fields": {
             "added": ",".join(added), "removed": ",".join(removed),
             "changed": ",".join(changed)}})
+        self.changes.notify()  # depends_on may have changed
         return summary
 
     async def _remove_all(self, names: list[str]) -> None:
@@ -348,19 +390,37 @@ class Supervisor:
             await asyncio.gather(*(self._remove(p) for p in wave))
 
     async def _remove(self, program: Program) -> None:
+        if not program.removed:  # back in the config already: its replacement restarts it
+            return
         scaler = self.scalers.pop(program.name, None)
         if scaler is not None:
             scaler.close()
         await program.remove()
         if self.programs.get(program.name) is program and program.name not in self.config.programs:
             del self.programs[program.name]
+            self.changes.notify()
 
-    async def _reconfigure_all(self, names: list[str]) -> None:
-        """Roll changed programs out, what others depend on first; each gets the latest
-        config when its turn comes (a later reload may have changed it again)."""
-        for wave in self._waves(names):
-            await asyncio.gather(*(self._reconfigure(p, self.config.programs[p.name])
-                                   for p in wave if p.name in self.config.programs))
+    def _reconfigure_all(self, names: list[str]) -> None:
+        """Give changed programs their new config at once (a restart meanwhile runs it),
+        then replace their instances in the background, each program's once the changed
+        programs it depends on (directly or not) have theirs; unrelated programs, whatever
+        their priority, do not wait for each other."""
+        cfgs = self.config.programs
+        graph = {n: c.depends_on for n, c in cfgs.items()}
+        replacing: dict[str, asyncio.Task[Any]] = {}
+        for program in [p for wave in self._waves(names) for p in wave if p.name in cfgs]:
+            if self._reconfigure(program, cfgs[program.name]):
+                after = [replacing[n] for n in depends.closure([program.name], graph)
+                         if n in replacing]
+                task = self._spawn_task(self._replace(program, after))
+                if task is not None:
+                    replacing[program.name] = task
+
+    async def _replace(self, program: Program, after: list[asyncio.Task[Any]]) -> None:
+        await asyncio.gather(*after, return_exceptions=True)  # a failed one holds up nothing
+        await program.replace()
+        if not program.removed:
+            self._restart_scaler(program)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -462,7 +522,7 @@ class Supervisor:
         targets = self._targets(target)
         outcomes = await asyncio.gather(*(p.roll(index) for p, index in targets))
         text = "; ".join(o.describe(p.name) for (p, _), o in zip(targets, outcomes, strict=True))
-        if any(o.halted for o in outcomes):
+        if any(o.halted or o.removed for o in outcomes):
             raise CommandError(text)
         return text
 
@@ -513,22 +573,3 @@ class Supervisor:
 
 def _unready_instances(program: Program) -> list[Instance]:
     return [i for i in program.instances.values() if not i.retire and not i.ready]
-
-
-def _left(was: State) -> Callable[[State], bool]:
-    return lambda state: state != was
-
-
-async def _next_change(instances: list[Instance]) -> None:
-    """Until each of these instances has left the state it is in now."""
-    loop = asyncio.get_running_loop()
-    changes = []
-    for inst in instances:
-        fut: asyncio.Future[State] = loop.create_future()
-        inst.waiters.add(_left(inst.state), fut)
-        changes.append(fut)
-    try:
-        await asyncio.wait(changes)
-    finally:
-        for fut in changes:
-            fut.cancel()

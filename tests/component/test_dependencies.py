@@ -132,3 +132,97 @@ def test_reload_removes_dependents_first_and_adds_into_a_running_graph(tmp_path:
         assert set(sup.programs) == {"keep", "api"}
 
     on_supervisor(path, programs, test)
+
+
+FATAL = {"command": "exit 1", **QUICK, "restart": {"max_restarts": 0}}
+
+
+def test_a_waiting_dependent_starts_once_a_reload_drops_the_dependency(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"db": FATAL,
+                                "web": {"command": "serve", "depends_on": ["db"], **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(5)
+        assert states(sup) == {"db:0": "fatal", "web:0": "stopped"}
+        write(path, {**programs, "web": {"command": "serve", **QUICK}})  # no depends_on
+        await sup.reload()
+        await sleep(3)
+        assert states(sup)["web:0"] == "running"
+        assert sup.programs["web"].waiting_for == ()
+
+    on_supervisor(path, programs, test)
+
+
+def test_a_waiting_dependent_sees_stopped_dependency_slots_scaled_away(tmp_path: Path) -> None:
+    """A stopped slot dropped by a scale-down never changes state: the dependent must
+    look again anyway."""
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"db": {**FATAL, "instances": 2},
+                                "web": {"command": "serve", "depends_on": ["db"], **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(5)
+        await sup.handle({"cmd": "stop", "target": "db"})
+        write(path, {**programs, "db": {**FATAL, "command": "serve", "instances": 1}})
+        await sup.reload()
+        await sleep(5)
+        await sup.handle({"cmd": "start", "target": "db"})
+        await sleep(3)
+        assert sorted(states(sup).values()) == ["running", "running"]  # one db, and web
+
+    on_supervisor(path, programs, test)
+
+
+def test_a_waiting_dependent_sees_its_dependency_replaced_all_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"db": FATAL,
+                                "web": {"command": "serve", "depends_on": ["db"], **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(5)
+        await sup.handle({"cmd": "stop", "target": "db"})
+        write(path, {**programs, "db": {**FATAL, "command": "serve",
+                                        "rollout": {"strategy": "all-at-once"}}})
+        await sup.reload()  # db's instances are dropped and made anew
+        await sleep(5)
+        assert states(sup) == {"db:0": "running", "web:0": "running"}
+
+    on_supervisor(path, programs, test)
+
+
+def test_stopping_a_program_that_waits_for_its_dependencies_calls_its_start_off(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"db": FATAL,
+                                "web": {"command": "serve", "depends_on": ["db"], **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(5)
+        assert await sup.handle({"cmd": "stop", "target": "web"}) == "web:0 stopped"
+        assert sup.programs["web"].waiting_for == ()
+        write(path, {**programs, "db": {**FATAL, "command": "serve"}})  # db fixed
+        await sup.reload()
+        await sleep(5)
+        assert states(sup) == {"db:0": "running", "web:0": "stopped"}
+        assert rt.of("web") == []
+
+    on_supervisor(path, programs, test)
+
+
+def test_a_start_under_way_starts_no_further_wave_once_shutdown_began(tmp_path: Path) -> None:
+    programs = {"db": {"command": "serve", "priority": 1, "autostart": False, **NOTIFY,
+                       "ready_timeout": "5m"},
+                "web": {"command": "serve", "priority": 2, "autostart": False, **QUICK}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.create_task(sup.handle({"cmd": "start", "target": "all"}))  # a connection
+        await sleep(1)  # db starts, not ready yet: web's wave waits
+        await sup.shutdown()
+        await start
+        assert [p for p, _ in started(rt)] == ["db"]
+        assert rt.current("db").exited.done()
+
+    on_supervisor(tmp_path / "c.yaml", programs, test)

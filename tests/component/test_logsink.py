@@ -220,3 +220,22 @@ def test_output_after_the_file_was_closed_still_lands_in_it(tmp_path: Path) -> N
     files.close_all()
     assert not [fd for fd in os.listdir("/proc/self/fd")
                 if os.path.realpath(f"/proc/self/fd/{fd}") == path]
+
+
+def test_a_forgotten_file_takes_late_output_but_holds_no_descriptor(tmp_path: Path) -> None:
+    """A file no config names any more: its last writers' output still lands in it, but
+    nothing keeps it open and reopen_all (SIGUSR1) does not bring it back."""
+    files = LogFiles()
+    path = str(tmp_path / "web-0.log")
+    sink = files.get(path, 1 << 20, 1)
+    sink.write(b"before\n", complete=True)
+    files.forget(path)
+    sink.write(b"after\n", complete=True)
+    assert Path(path).read_bytes() == b"before\nafter\n"
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == path]
+    os.unlink(path)
+    files.reopen_all()
+    assert not Path(path).exists()
+    assert files.get(path, 1 << 20, 1) is not sink  # named again: a file of its own
+    files.close_all()

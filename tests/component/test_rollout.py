@@ -5,6 +5,7 @@ not-ready-first canary, and listening sockets kept across it all."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -174,3 +175,87 @@ def test_a_socket_that_cannot_be_bound_fails_the_start_and_says_why(tmp_path: Pa
         assert rt.children == []
 
     on_supervisor(tmp_path / "c.yaml", programs, test)
+
+
+SLOW = {"command": "serve", "ready": "notify", "ready_timeout": "5m", "stop": {"timeout": "1s"}}
+
+
+def test_a_program_removed_mid_rollout_stops_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    programs = {"pool": {**SLOW, "instances": 3}}
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(0.1)
+        for i in range(3):
+            rt.current("pool", i).notify("READY=1")
+        write(path, {"pool": {**programs["pool"], "command": "serve --v2"}})
+        await sup.reload()
+        await sleep(10)  # the first surge waits for a READY=1 that does not come
+        write(path, {})
+        await sup.reload()
+        await sleep(2)  # the stop timeout, not the replacement's ready_timeout
+        assert "pool" not in sup.programs
+        assert len(rt.children) == 4  # no further surge
+        assert all(c.exited.done() for c in rt.children)
+
+    on_supervisor(path, programs, test)
+
+
+def test_a_reload_gives_changed_programs_their_config_at_once_and_orders_rollouts_by_depends_on(
+    tmp_path: Path,
+) -> None:
+    """a's rollout is slow; b (an unrelated, later priority) rolls out meanwhile; c, which
+    depends on a, has its new config at once (a restart runs it) but rolls out after a."""
+    path = tmp_path / "c.yaml"
+    programs: dict[str, Any] = {"a": {**SLOW, "priority": 1},
+                                "b": {"command": "serve", "priority": 2, **QUICK},
+                                "c": {"command": "serve", "priority": 2, "depends_on": ["a"],
+                                      **QUICK}}
+    v2 = ("serve", "--v2")
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(0.1)
+        rt.current("a").notify("READY=1")
+        await sleep(5)
+        write(path, {n: {**p, "command": "serve --v2"} for n, p in programs.items()})
+        await sup.reload()
+        assert {sup.programs[n].config.command for n in "abc"} == {v2}
+        await sleep(10)  # a's new process is not ready yet
+        assert [c.spec.argv for c in rt.of("b")] == [("serve",), v2]
+        assert [c.spec.argv for c in rt.of("c")] == [("serve",)]  # waits for a's rollout
+        rt.current("a").notify("READY=1")
+        await sleep(5)
+        assert [c.spec.argv for c in rt.of("c")] == [("serve",), v2]
+        assert states(sup) == dict.fromkeys(("a:0", "b:0", "c:0"), "running")
+
+    on_supervisor(path, programs, test)
+
+
+def test_a_rollout_that_moves_the_log_files_lets_the_old_ones_go(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    old, new = tmp_path / "old", tmp_path / "new"
+    programs = {"web": {**POOL, "instances": 1, "logs": {"directory": str(old)}}}
+
+    def open_in(directory: Path) -> list[str]:
+        fds = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+        return [p for p in fds if p.startswith(str(directory))]
+
+    async def test(sup: Supervisor, rt: FakeRuntime) -> None:
+        await sleep(2)
+        first = rt.current("web")
+        first.say("v1\n")
+        write(path, {"web": {**POOL, "instances": 1, "logs": {"directory": str(new)}}})
+        await sup.reload()
+        await sleep(0.5)  # the surge starts; the old process still serves, and writes
+        first.say("still v1\n")
+        await sleep(5)
+        rt.current("web").say("v2\n")
+        assert (old / "web-0.log").read_text() == "v1\nstill v1\n"
+        assert (new / "web-0.log").read_text() == "v2\n"
+        assert open_in(old) == []
+        (old / "web-0.log").unlink()
+        sup.reopen_logs()  # SIGUSR1
+        assert not (old / "web-0.log").exists()
+        assert open_in(new) == [str(new / "web-0.log")]
+
+    on_supervisor(path, programs, test)

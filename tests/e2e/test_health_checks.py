@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -50,13 +51,13 @@ def closed_port() -> int:
     return port
 
 
-def check(health: dict[str, Any]) -> bool:
+def check(health: dict[str, Any], user: str | None = None) -> bool:
     async def main() -> bool:
         reaper = Reaper(asyncio.get_running_loop())
         reaper.install()
         try:
             return await check_once(Health.model_validate(health), reaper,
-                                    SpawnSpec(argv=["true"], capture_output=False))
+                                    SpawnSpec(argv=["true"], capture_output=False, user=user))
         finally:
             reaper.uninstall()
 
@@ -83,6 +84,13 @@ def test_exec_status_and_timeout() -> None:
     assert not check({"exec": ["false"]})
     assert not check({"exec": ["sleep", "30"], "timeout": "200ms"})
     assert not check({"exec": ["/nonexistent/check"]})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="user is only switched to as root")
+def test_an_exec_check_that_cannot_be_spawned_fails_instead_of_raising() -> None:
+    """A user gone from the passwd database (KeyError): the check fails, and the health
+    task that called it lives on to count it."""
+    assert not check({"exec": ["true"]}, user="procpilot-no-such-user")
 
 
 def test_silent_server_times_out() -> None:

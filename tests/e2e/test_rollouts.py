@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from procpilot.controller.runtime import SocketListener
 from tests.support.controller import Controller, running
 from tests.support.prometheus import free_port
 from tests.support.service import wait_for
@@ -143,3 +144,17 @@ def test_the_program_at_the_end_of_the_exec_chain_gets_its_sockets_and_its_pid(
         assert re.search(r"fd3=socket:\[\d+\]\nfd4=socket:\[\d+\]\nfd5=(?!socket)", text)
         assert sock.exists()
     assert not sock.exists()  # removed with the controller's copy
+
+
+def test_a_socket_released_by_a_rollout_is_closed_once(tmp_path: Path) -> None:
+    """A listener closed when its config dropped it, closed again at shutdown, must not
+    unlink the socket file a later listener bound at the same path."""
+    address = f"unix:{tmp_path / 'web.sock'}"
+    dropped = SocketListener(address)
+    dropped.close()
+    assert dropped.closed
+    successor = SocketListener(address)
+    dropped.close()
+    assert (tmp_path / "web.sock").exists() and not successor.closed
+    successor.close()
+    assert not (tmp_path / "web.sock").exists()
