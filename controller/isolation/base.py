@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote
 
+from procpilot.core import cgroupfs
 from procpilot.core.procfs.files import READ_LIMIT, read_file
 
 LimitKind = Literal["memory", "memory_high", "swap", "cpu", "tasks"]
@@ -258,6 +259,27 @@ class Reading:
 
     def lack(self, key: str, why: str) -> None:
         self.missing[key] = why
+
+
+def procs(directory: str) -> list[int]:
+    """The pids in cgroup directory's own cgroup.procs; none when it cannot be read."""
+    try:
+        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs"), PROCS_LIMIT))
+    except (OSError, ValueError):
+        return []
+
+
+def subtree_procs(top: str) -> list[int]:
+    """The pids in cgroup directory top and in every cgroup below it.
+
+    A cell's process may make sub-cgroups (a nested procpilot-run makes its own cells), and
+    whatever is in them is the cell's too: to kill, to wait for, to keep the cell busy.
+    A vanished directory has none.
+    """
+    found: set[int] = set()
+    for here, _, _ in os.walk(top):
+        found.update(procs(here))
+    return sorted(found)
 
 
 def enter_argv(procs_files: Iterable[str]) -> list[str]:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
-    PROCS_LIMIT,
     Cell,
     IsolationError,
     LimitKind,
@@ -30,6 +29,7 @@ from procpilot.controller.isolation.base import (
     make_cell_dir,
     read,
     remove_dirs,
+    subtree_procs,
     write,
 )
 from procpilot.core import cgroupfs
@@ -73,13 +73,6 @@ def limit_writes(limits: Limits, controllers: frozenset[str], memsw: bool
 
 def _bytes(value: int | None) -> str:
     return _UNLIMITED if value is None else str(value)
-
-
-def _procs(directory: str) -> list[int]:
-    try:
-        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs"), PROCS_LIMIT))
-    except (OSError, ValueError):
-        return []
 
 
 class Cgroup1Backend(Notes):
@@ -177,7 +170,7 @@ class Cgroup1Backend(Notes):
 
 
 def _has_processes(path: str) -> Callable[[], bool]:
-    return lambda: bool(_procs(path))
+    return lambda: bool(subtree_procs(path))
 
 
 class Cgroup1Cell:
@@ -200,7 +193,7 @@ class Cgroup1Cell:
     def pids(self) -> list[int]:
         found: set[int] = set()
         for directory in self.dirs:
-            found.update(_procs(directory))
+            found.update(subtree_procs(directory))
         return sorted(found)
 
     def empty(self) -> bool:

@@ -17,7 +17,6 @@ import os
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
-    PROCS_LIMIT,
     Cell,
     IsolationError,
     LimitKind,
@@ -29,8 +28,10 @@ from procpilot.controller.isolation.base import (
     enter_argv,
     kill_in_rounds,
     make_cell_dir,
+    procs,
     read,
     remove_dirs,
+    subtree_procs,
     write,
 )
 from procpilot.core import cgroupfs
@@ -77,19 +78,12 @@ def _words(path: str) -> frozenset[str]:
         return frozenset()
 
 
-def _procs(directory: str) -> list[int]:
-    try:
-        return cgroupfs.parse_procs(read(os.path.join(directory, "cgroup.procs"), PROCS_LIMIT))
-    except (OSError, ValueError):
-        return []
-
-
 def move_into_leaf(own: str) -> None:
     """Move every process of cgroup directory own into own/LEAF; OSError when one will not."""
     leaf = os.path.join(own, LEAF)
     os.makedirs(leaf, exist_ok=True)
     for _ in range(_MOVE_ROUNDS):  # processes may fork while we move them
-        pids = _procs(own)
+        pids = procs(own)
         if not pids:
             return
         for pid in pids:
@@ -170,7 +164,7 @@ class Cgroup2Backend(Notes):
         offered = _words(os.path.join(own, "cgroup.controllers")) & frozenset(CONTROLLERS)
         to_enable = offered - _words(os.path.join(own, "cgroup.subtree_control"))
         own_is_root = not os.path.exists(os.path.join(own, "cgroup.type"))
-        if needs_leaf(own_is_root, bool(_procs(own)), to_enable):
+        if needs_leaf(own_is_root, bool(procs(own)), to_enable):
             try:
                 move_into_leaf(own)
             except OSError as e:
@@ -184,7 +178,7 @@ class Cgroup2Backend(Notes):
     def create(self, name: str, limits: Limits) -> Cell:
         check_cell_name(name)
         path = os.path.join(self.root, name)
-        make_cell_dir(path, lambda: bool(_procs(path)))
+        make_cell_dir(path, lambda: bool(subtree_procs(path)))
         enforced: set[LimitKind] = set()
         for file, content, kind in limit_writes(limits, self.controllers):
             try:
@@ -233,7 +227,7 @@ class Cgroup2Cell:
         return enter_argv([self._file("cgroup.procs")])
 
     def pids(self) -> list[int]:
-        return _procs(self.path)
+        return subtree_procs(self.path)  # sub-cgroups' too, as cgroup.kill and populated
 
     def empty(self) -> bool:
         try:

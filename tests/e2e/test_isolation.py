@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from procpilot.controller.isolation import Backend, Cell, Limits, kill_and_wait
+from procpilot.controller.isolation.base import enter_argv, remove_dirs
 from procpilot.controller.isolation.v1 import Cgroup1Backend
 from procpilot.controller.isolation.v2 import LEAF, move_into_leaf
 from tests.support.controller import alive
@@ -143,6 +144,31 @@ def test_v1_kill_leaves_no_double_forked_escapee(cgroup1: Backend, tmp_path: Pat
     assert not any(os.path.exists(d) for d in cell.dirs)
     assert cell.remove()  # already gone is fine
     assert cell.usage().memory_bytes is None and cell.oom_kills() is None
+
+
+@pytest.mark.parametrize("kind", ["cgroup1", "cgroup2"])
+def test_kill_and_remove_reach_sub_cgroups_a_nested_owner_made(
+        kind: str, request: pytest.FixtureRequest) -> None:
+    backend: Backend = request.getfixturevalue(kind)
+    cell = backend.create("nesting", Limits())
+    # What a procpilot-run started inside the cell makes: <cell>/procpilot-run/run-<pid>-<t>.
+    nested = [os.path.join(d, "procpilot-run", "run-1-1") for d in cell.dirs]
+    for directory in nested:
+        os.makedirs(directory)
+    inner = subprocess.Popen(
+        [*enter_argv([os.path.join(d, "cgroup.procs") for d in nested]), "sleep", "300"])
+    try:
+        wait_for(lambda: inner.pid in cell.pids())
+        assert not cell.empty()
+        assert cell.kill()
+        wait_for(cell.empty)
+        assert inner.wait(timeout=10) == -signal.SIGKILL
+        assert cell.remove()
+        assert not any(os.path.exists(d) for d in cell.dirs)
+    finally:
+        inner.kill()
+        inner.wait()
+        remove_dirs(cell.dirs)
 
 
 def test_v1_leftovers_of_a_crashed_owner_are_found_killed_and_removed(

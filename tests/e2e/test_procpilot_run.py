@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -155,6 +156,32 @@ def test_ctrl_c_on_a_terminal_reaches_the_command_once() -> None:
         assert os.waitstatus_to_exitcode(status) == 11
     finally:
         os.close(terminal)
+
+
+# A setsid()'d sleeper and the main shell, their pids in files $1 and $2.
+NESTED = 'setsid sh -c "echo \\$\\$ >$1; exec sleep 401" & echo $$ >$2; exec sleep 401'
+
+
+def test_a_timeout_kills_a_nested_procpilot_runs_cell_and_removes_the_tree(
+        tmp_path: Path) -> None:
+    backend = need_cgroups()
+    files = [tmp_path / "escapee", tmp_path / "main"]
+    outer = subprocess.Popen(
+        [*RUN, "--timeout", "3s", "--", *RUN, "--", "sh", "-c", NESTED, "sh", *map(str, files)],
+        stderr=subprocess.PIPE)
+    _, err = outer.communicate(timeout=60)
+    pids = [int(f.read_text()) for f in files if f.exists() and f.read_text().strip()]
+    try:
+        assert outer.returncode == 124, err
+        assert len(pids) == 2, "the inner command did not start within the timeout"
+        wait_for(lambda: not any(alive(p) for p in pids), what="the nested processes gone")
+        assert b"could not remove" not in err
+        assert not [c.name for c in backend.leftovers()
+                    if c.name.startswith(f"run-{outer.pid}-")]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
