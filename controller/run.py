@@ -44,7 +44,7 @@ from procpilot.core.procfs.pidstat import read_stat
 from procpilot.core.units import format_size, parse_duration, parse_size
 
 PROG = "procpilot-run"
-IDENTITY = "run"  # cells go under <own cgroup>/procpilot-run
+IDENTITY = "run"  # cells go under <own cgroup or --cgroup-root>/procpilot-run
 USAGE_ERROR, TIMED_OUT, FAILED, NOT_EXECUTABLE, NOT_FOUND = 2, 124, 125, 126, 127
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's, to its foreground group)
@@ -52,10 +52,11 @@ _CELL = re.compile(r"run-(\d+)-(\d+)")
 _CORES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(%?)")
 
 EPILOG = f"""\
-The command runs in a new cgroup cell (under <own cgroup>/procpilot-run, or --cgroup-root)
-with the given limits. When its main process exits, or at the timeout, every process left
-in the cell is killed with SIGKILL and the cell is removed. With --isolation none there is
-no cell: only the main process is killed at the timeout, nothing else is guaranteed.
+The command runs in a new cgroup cell (under <own cgroup>/procpilot-run, or under
+<--cgroup-root>/procpilot-run) with the given limits. When its main process exits, or at
+the timeout, every process left in the cell is killed with SIGKILL and the cell is removed.
+With --isolation none there is no cell: only the main process is killed at the timeout,
+nothing else is guaranteed.
 
 stdin, stdout and stderr are the command's own. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
 procpilot-run are forwarded to the command; a terminal's reach it directly, once.
@@ -131,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
              "only, else none)")
     add("--cgroup-root", metavar="PATH",
         help="existing cgroup (absolute path inside the hierarchy, the same in each v1 "
-             "hierarchy) to make the cell in")
+             "hierarchy) to make the cell under, in PATH/procpilot-run")
     add("--json", action="store_true", help="report as one JSON object on stderr")
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
         help="what to run, after --")

@@ -162,19 +162,21 @@ _Built = v1.Cgroup1Backend | v2.Cgroup2Backend | NoneBackend
 
 
 def build(plan: Plan, facts: Facts, identity: str) -> _Built:
-    """The backend a plan describes, not yet prepared."""
+    """The backend a plan describes, not yet prepared.
+
+    The cells' root is always the owner's own directory in the base cgroup (our own, or an
+    explicit root): an explicit root may be shared, and an owner's leftovers() must only
+    ever see its own cells.
+    """
     name = root_name(identity)
-    explicit = facts.explicit_root is not None
     backend: _Built
     if plan.backend == "cgroup2" and facts.unified and facts.unified.directory:
         base = facts.unified.directory
-        backend = (v2.Cgroup2Backend(base) if explicit
-                   else v2.Cgroup2Backend(os.path.join(base, name), own=base))
+        backend = v2.Cgroup2Backend(os.path.join(base, name), base,
+                                    may_move=facts.explicit_root is None)
     elif plan.backend == "cgroup1":
-        dirs = {c: facts.v1[c].directory or "" for c in plan.controllers}
         backend = v1.Cgroup1Backend(
-            {c: d if explicit else os.path.join(d, name) for c, d in dirs.items()},
-            create_roots=not explicit)
+            {c: os.path.join(facts.v1[c].directory or "", name) for c in plan.controllers})
     else:
         backend = NoneBackend()
     for note in plan.notes:
@@ -186,8 +188,9 @@ def choose(requested: str, identity: str, root: str | None = None,
            fs: FS | None = None) -> Backend:
     """A prepared backend for ``requested`` (auto, cgroup2, cgroup1, none).
 
-    identity names the owner (see root_name); root, an absolute cgroup path, overrides
-    where cells go: it must exist, and nothing outside it is touched.
+    identity names the owner (see root_name); root, an absolute cgroup path, is where the
+    owner's directory goes instead of our own cgroup: it must exist, and nothing outside it
+    is touched.
     """
     if root is not None and not root.startswith("/"):
         raise IsolationError(f"{root!r}: the cgroup root must be an absolute cgroup path")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.isolation import Backend, Cell, Limits, kill_and_wait
+from procpilot.controller.isolation import Backend, Cell, Limits, choose, kill_and_wait, root_name
 from procpilot.controller.isolation.base import enter_argv, remove_dirs
 from procpilot.controller.isolation.v1 import Cgroup1Backend
 from procpilot.controller.isolation.v2 import LEAF, move_into_leaf
@@ -189,6 +189,23 @@ def test_v1_leftovers_of_a_crashed_owner_are_found_killed_and_removed(
     assert found[0].remove()
     assert mine.remove()
     assert restarted.leftovers() == []
+
+
+def test_owners_sharing_an_explicit_root_keep_to_their_own_cells(explicit_root: str) -> None:
+    first = choose("auto", "/run/first.sock", root=explicit_root)
+    second = choose("auto", "/run/second.sock", root=explicit_root)
+    cell = first.create("web-0-1", Limits())
+    proc = start(cell, "sleep", "300")
+    try:
+        assert second.leftovers() == []  # before: first's cell, to be killed
+        for backend, identity in ((first, "/run/first.sock"), (second, "/run/second.sock")):
+            assert {os.path.basename(r) for r in backend.roots} == {root_name(identity)}
+        assert [c.name for c in choose("auto", "/run/first.sock", root=explicit_root)
+                .leftovers()] == ["web-0-1"]
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_v2_contains_and_kills_a_double_forked_escapee(cgroup2: Backend, tmp_path: Path) -> None:

@@ -199,6 +199,23 @@ def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
         sleeper.wait()
 
 
+def test_the_sweep_spares_a_controllers_cell_under_a_shared_explicit_root(
+        explicit_root: str) -> None:
+    controller = choose("auto", "/run/procpilot/control.sock", root=explicit_root)
+    if controller.name == "none":
+        pytest.skip(f"no usable cgroups here: {'; '.join(controller.notes)}")
+    cell = controller.create("run-999999999-1", Limits())  # named like a dead run's cell
+    sleeper = subprocess.Popen([*cell.enter_argv(), "sleep", "300"])
+    try:
+        wait_for(lambda: sleeper.pid in cell.pids())
+        assert run("--cgroup-root", explicit_root, "--", "true")[0] == 0
+        assert sleeper.poll() is None
+        assert sleeper.pid in cell.pids()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 @pytest.mark.parametrize("args", [
     ["--memory", "lots", "--", "true"],
     ["--cpu", "0", "--", "true"],
