@@ -68,9 +68,9 @@ not above procpilot-run's own), CPU seconds and the backend. With --json it is o
 object, the last line of stderr.
 
 Exit status: the command's, 128+N when signal N ended it; {TIMED_OUT} at the timeout (like
-timeout(1)); {USAGE_ERROR} for a bad flag, a missing command or a forced --isolation that
-cannot work here; {FAILED} when the cell could not be made or entered; {NOT_EXECUTABLE} when
-the command is not executable, {NOT_FOUND} when it is not found.
+timeout(1)); {USAGE_ERROR} for a bad flag, a missing command, or a forced --isolation or a
+--cgroup-root that cannot work here; {FAILED} when the cell could not be made or entered;
+{NOT_EXECUTABLE} when the command is not executable, {NOT_FOUND} when it is not found.
 """
 
 

@@ -10,7 +10,8 @@ the first plan that works. "auto" prefers, in order:
 3. cgroup2 without controllers, for containment only (procs, kill, cpu.stat still work);
 4. none.
 
-A forced backend that cannot work is an IsolationError saying why, never a fallback.
+A forced backend that cannot work is an IsolationError saying why, never a fallback; so is
+an explicit root that no hierarchy can use, even with auto.
 """
 
 from __future__ import annotations
@@ -189,15 +190,18 @@ def choose(requested: str, identity: str, root: str | None = None,
     """A prepared backend for ``requested`` (auto, cgroup2, cgroup1, none).
 
     identity names the owner (see root_name); root, an absolute cgroup path, is where the
-    owner's directory goes instead of our own cgroup: it must exist, and nothing outside it
-    is touched.
+    owner's directory goes instead of our own cgroup: it must exist and be usable (else
+    IsolationError, auto included), and nothing outside it is touched.
     """
     if root is not None and not root.startswith("/"):
         raise IsolationError(f"{root!r}: the cgroup root must be an absolute cgroup path")
+    # Only auto without an explicit root may fall back to none: an operator who names a
+    # root wants cells there, and running without any would go unnoticed.
+    may_fall_back = requested == "auto" and root is None
     try:
         facts = gather(fs or FS.at(), root)
     except (OSError, ValueError) as e:
-        if requested not in ("auto", "none"):
+        if not may_fall_back and requested != "none":
             raise IsolationError(f"{requested}: cannot probe cgroups: {e}") from None
         fallback = NoneBackend()
         fallback.note(f"cannot probe cgroups: {e}")
@@ -213,6 +217,9 @@ def choose(requested: str, identity: str, root: str | None = None,
             continue
         break
     else:
+        if requested == "auto" and not may_fall_back:
+            raise IsolationError(f"cgroup root {root} cannot be used: "
+                                 + "; ".join([*last.notes, *skipped]))
         backend = build(last, facts, identity)
         backend.prepare()  # a forced backend's IsolationError goes to the caller
     for note in skipped:

@@ -181,13 +181,16 @@ def test_a_fork_loop_stays_within_its_task_limit_and_the_controller_answers(
         assert c.metric("procpilot_program_tasks_limit", program="forker") == 20
 
 
-def test_a_forced_backend_that_cannot_work_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["cgroup1", "auto"])
+def test_a_forced_backend_or_a_root_that_cannot_work_exits_2(tmp_path: Path,
+                                                             backend: str) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("isolation: {backend: cgroup1, root: /procpilot-no-such-cgroup}\n"
+    config.write_text(f"isolation: {{backend: {backend}, root: /procpilot-no-such-cgroup}}\n"
                       "programs: {}\n")
     result = subprocess.run(
         [sys.executable, "-m", "procpilot.controller.cli", "--config.file", str(config),
          "--control.socket", str(tmp_path / "s.sock"), "--web.listen-address", "127.0.0.1:0"],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
-    assert "isolation cgroup1:" in result.stderr
+    assert f"isolation {backend}:" in result.stderr
+    assert "/procpilot-no-such-cgroup: does not exist" in result.stderr

@@ -225,6 +225,7 @@ def test_the_sweep_spares_a_controllers_cell_under_a_shared_explicit_root(
     ["--"],
     ["--isolation", "cgroup2", "--cgroup-root", "/procpilot-test-missing", "--", "true"],
     ["--isolation", "cgroup1", "--cgroup-root", "/procpilot-test-missing", "--", "true"],
+    ["--cgroup-root", "/procpilot-test-missing", "--memory", "10MiB", "--", "true"],
 ])
 def test_usage_errors_and_impossible_backends_exit_2(args: list[str]) -> None:
     done = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=60,

@@ -196,6 +196,17 @@ def test_an_explicit_root_with_processes_is_not_rearranged(host: tuple[Path, Pat
     assert any("not moved out of an explicit root" in n for n in backend.notes)
 
 
+def test_an_explicit_root_that_cannot_be_used_is_an_error_even_with_auto(
+        host: tuple[Path, Path], tmp_path: Path) -> None:
+    proc, mount = host
+    with pytest.raises(IsolationError, match=f"cgroup root /nope cannot be used: .*"
+                                             f"cgroup2: {mount}/nope: does not exist"):
+        choose("auto", IDENTITY, root="/nope", fs=fixture_fs(proc))
+    with pytest.raises(IsolationError, match="auto: cannot probe cgroups"):
+        choose("auto", IDENTITY, root="/nope", fs=fixture_fs(tmp_path / "no-proc"))
+    assert choose("none", IDENTITY, root="/nope", fs=fixture_fs(proc)).name == "none"
+
+
 def test_auto_on_a_machine_without_proc_is_none(tmp_path: Path) -> None:
     assert choose("auto", IDENTITY, fs=fixture_fs(tmp_path)).name == "none"
     with pytest.raises(IsolationError, match="cannot probe cgroups"):
