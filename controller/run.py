@@ -47,6 +47,7 @@ PROG = "procpilot-run"
 IDENTITY = "run"  # cells go under <own cgroup or --cgroup-root>/procpilot-run
 USAGE_ERROR, TIMED_OUT, FAILED, NOT_EXECUTABLE, NOT_FOUND = 2, 124, 125, 126, 127
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+KILL_AGAIN_SECONDS = 0.05  # after the timeout, the cell is killed again this often
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's, to its foreground group)
 _CELL = re.compile(r"run-(\d+)-(\d+)")
 _CORES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(%?)")
@@ -182,6 +183,14 @@ def _reap(main: int | None) -> int | None:
             found = status
 
 
+def _kill_cell_and_main(cell: Cell, main: int) -> None:
+    """SIGKILL the cell and the main process. Both: the main process may not be in the cell
+    yet (the enter prefix moves it there after the spawn), nor be at all without a cgroup."""
+    cell.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(main, signal.SIGKILL)
+
+
 def supervise(cell: Cell, argv: list[str], timeout: float | None) -> Ended:
     """Spawn argv, forward signals, kill the cell at the timeout; wait for the main process.
 
@@ -198,13 +207,12 @@ def supervise(cell: Cell, argv: list[str], timeout: float | None) -> Ended:
         if status is not None:
             return Ended(ExitStatus.from_wait_status(status), timed_out,
                          time.monotonic() - started)
-        if deadline is not None and not timed_out and time.monotonic() >= deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             timed_out = True
-            if not cell.kill():
-                os.kill(main, signal.SIGKILL)  # no cgroup: the main process is all we know
-            continue
+            _kill_cell_and_main(cell, main)
+            deadline = time.monotonic() + KILL_AGAIN_SECONDS  # until main is reaped
         info: signal.struct_siginfo | None
-        if deadline is None or timed_out:
+        if deadline is None:
             info = signal.sigwaitinfo(waited)
         else:
             info = signal.sigtimedwait(waited, max(deadline - time.monotonic(), 0.0))

@@ -92,6 +92,15 @@ def test_a_timeout_kills_the_whole_cell_and_exits_124() -> None:
     assert 0 < report["cpu_seconds"] < report["wall_seconds"]
 
 
+@pytest.mark.parametrize("timeout", ["1ms", "10ms"])
+def test_a_timeout_before_the_command_entered_its_cell_still_kills_it(timeout: str) -> None:
+    # The deadline may pass while the enter prefix has not yet moved itself into the cell:
+    # the main process must be killed anyway, not be waited for.
+    status, _, report = run("--timeout", timeout, "--", "sleep", "5")
+    assert status == 124 and report["reason"] == "timeout"
+    assert report["wall_seconds"] < 2.5, report
+
+
 @pytest.mark.parametrize(("script", "status", "reason", "name"), [
     ("exit 0", 0, "exit", None),
     ("exit 3", 3, "exit", None),
