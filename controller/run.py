@@ -34,6 +34,7 @@ from procpilot.controller.isolation import (
     IsolationError,
     Limits,
     Usage,
+    check_cores,
     choose,
     kill_and_wait,
 )
@@ -76,14 +77,12 @@ timeout(1)); {USAGE_ERROR} for a bad flag, a missing command, or a forced --isol
 
 
 def parse_cores(text: str) -> float:
-    """CPU cores as ``0.5`` or ``50%`` (of one core); ValueError otherwise."""
+    """CPU cores as ``0.5`` or ``50%`` (of one core), at least MIN_CPU_CORES; ValueError
+    otherwise."""
     match = _CORES.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r}: expected cores like 0.5 or a percentage like 50%")
-    cores = float(match.group(1)) / (100 if match.group(2) else 1)
-    if cores <= 0:
-        raise ValueError(f"{text!r}: must be more than 0 cores")
-    return cores
+    return check_cores(float(match.group(1)) / (100 if match.group(2) else 1))
 
 
 def _argument(parse: Any) -> Any:

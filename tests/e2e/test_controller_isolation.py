@@ -194,3 +194,17 @@ def test_a_forced_backend_or_a_root_that_cannot_work_exits_2(tmp_path: Path,
     assert result.returncode == 2, result.stderr
     assert f"isolation {backend}:" in result.stderr
     assert "/procpilot-no-such-cgroup: does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("cpu", ["inf", "inf%", "1e400", "0.001"])
+def test_a_cpu_limit_the_kernel_cannot_keep_is_refused_at_load(tmp_path: Path, cpu: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"programs: {{x: {{command: 'true', limits: {{cpu: '{cpu}'}}}}}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "procpilot.controller.cli", "--config.file", str(config),
+         "--control.socket", str(tmp_path / "s.sock"), "--web.listen-address", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert str(config) in result.stderr
+    assert "programs.x.limits.cpu:" in result.stderr
+    assert "expected a finite number of cores, at least 0.01" in result.stderr

@@ -228,6 +228,8 @@ def test_the_sweep_spares_a_controllers_cell_under_a_shared_explicit_root(
 @pytest.mark.parametrize("args", [
     ["--memory", "lots", "--", "true"],
     ["--cpu", "0", "--", "true"],
+    ["--cpu", "0.001", "--", "true"],
+    ["--cpu", "1" + "0" * 400, "--", "true"],
     ["--bogus", "--", "true"],
     ["--isolation", "cgroup3", "--", "true"],
     [],
@@ -259,6 +261,7 @@ def test_missing_and_unexecutable_commands(tmp_path: Path) -> None:
 def test_cores_take_a_number_or_a_percentage() -> None:
     assert parse_cores("0.5") == parse_cores("50%") == 0.5
     assert parse_cores("2") == 2.0
-    for bad in ("0", "-1", "half", "50%%", ""):
+    assert parse_cores("1%") == 0.01
+    for bad in ("0", "-1", "half", "50%%", "", "inf", "1" + "0" * 400, "0.001", "0.5%"):
         with pytest.raises(ValueError):
             parse_cores(bad)
