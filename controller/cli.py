@@ -76,6 +76,7 @@ async def run(args: argparse.Namespace, cfg: config.ControllerConfig,
     try:
         server = SERVICE.serve(args, registry, web_config)
     except StartError as e:
+        backend.abandon()  # the cells' roots it made, which nothing would remove
         return SERVICE.fail(e)
     try:
         return await supervisor.run()

@@ -203,6 +203,11 @@ class Backend(Protocol):
         """Remove the root if no cell is left in it (best effort)."""
         ...
 
+    def abandon(self) -> None:
+        """After a start that failed: remove the roots prepare() made, if still empty. A root
+        that was there before stays: it may be a running owner's."""
+        ...
+
 
 def safe_name(text: str) -> str:
     """text as one directory name: bytes outside ``A-Za-z0-9_.-~`` become ``%XX``.

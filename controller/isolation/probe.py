@@ -185,6 +185,15 @@ def build(plan: Plan, facts: Facts, identity: str) -> _Built:
     return backend
 
 
+def _prepare(backend: _Built) -> None:
+    """backend.prepare(); when that fails, the roots it made meanwhile are removed again."""
+    try:
+        backend.prepare()
+    except IsolationError:
+        backend.abandon()
+        raise
+
+
 def choose(requested: str, identity: str, root: str | None = None,
            fs: FS | None = None) -> Backend:
     """A prepared backend for ``requested`` (auto, cgroup2, cgroup1, none).
@@ -211,7 +220,7 @@ def choose(requested: str, identity: str, root: str | None = None,
     for plan in candidates:  # auto only: its last plan is none, which cannot fail
         backend = build(plan, facts, identity)
         try:
-            backend.prepare()
+            _prepare(backend)
         except IsolationError as e:
             skipped.append(f"{plan.backend} skipped: {e}")
             continue
@@ -221,7 +230,7 @@ def choose(requested: str, identity: str, root: str | None = None,
             raise IsolationError(f"cgroup root {root} cannot be used: "
                                  + "; ".join([*last.notes, *skipped]))
         backend = build(last, facts, identity)
-        backend.prepare()  # a forced backend's IsolationError goes to the caller
+        _prepare(backend)  # a forced backend's IsolationError goes to the caller
     for note in skipped:
         backend.note(note)
     return backend

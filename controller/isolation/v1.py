@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
@@ -85,6 +85,7 @@ class Cgroup1Backend(Notes):
         self.by_controller = dict(roots)
         super().__init__()
         self._created: set[str] = set()
+        self._made: set[str] = set()  # roots prepare() created
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -110,6 +111,7 @@ class Cgroup1Backend(Notes):
             problem = None
             try:
                 os.mkdir(root)  # never its parent: that cgroup must exist
+                self._made.add(root)
             except FileExistsError:
                 pass
             except OSError as e:
@@ -163,9 +165,16 @@ class Cgroup1Backend(Notes):
         return cells
 
     def close(self) -> None:
-        for root in self.roots:
-            with contextlib.suppress(OSError):  # EBUSY while a cell is left
-                os.rmdir(root)
+        _remove_roots(self.roots)
+
+    def abandon(self) -> None:
+        _remove_roots(self._made)
+
+
+def _remove_roots(roots: Iterable[str]) -> None:
+    for root in roots:
+        with contextlib.suppress(OSError):  # EBUSY while a cell is left
+            os.rmdir(root)
 
 
 def _has_processes(path: str) -> Callable[[], bool]:

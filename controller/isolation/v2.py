@@ -128,6 +128,7 @@ class Cgroup2Backend(Notes):
         self.controllers: frozenset[str] = frozenset()
         super().__init__()
         self._created: set[str] = set()
+        self._made = False  # prepare() created the root
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -146,6 +147,7 @@ class Cgroup2Backend(Notes):
         self._prepare_parent()
         try:
             os.mkdir(self.root)  # never the parent: that cgroup must exist
+            self._made = True
         except FileExistsError:
             pass
         except OSError as e:
@@ -215,6 +217,10 @@ class Cgroup2Backend(Notes):
     def close(self) -> None:
         with contextlib.suppress(OSError):  # EBUSY while a cell is left
             os.rmdir(self.root)
+
+    def abandon(self) -> None:
+        if self._made:
+            self.close()
 
 
 class Cgroup2Cell:

@@ -208,6 +208,21 @@ def test_owners_sharing_an_explicit_root_keep_to_their_own_cells(explicit_root: 
         proc.wait()
 
 
+@pytest.mark.parametrize("kind", ["cgroup1", "cgroup2"])
+def test_abandon_removes_only_the_roots_prepare_made(kind: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating cgroups needs root")
+    identity = f"/run/abandon-{os.getpid()}.sock"
+    first = choose(kind, identity)  # the roots are new
+    try:
+        choose(kind, identity).abandon()  # a second start of the same owner: they existed
+        assert all(os.path.isdir(r) for r in first.roots)
+        first.abandon()
+        assert not any(os.path.exists(r) for r in first.roots)
+    finally:
+        first.close()
+
+
 def test_v2_contains_and_kills_a_double_forked_escapee(cgroup2: Backend, tmp_path: Path) -> None:
     cell = cgroup2.create("escape", Limits())
     pid = escapee(cell, tmp_path)
