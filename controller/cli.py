@@ -76,10 +76,12 @@ async def run(args: argparse.Namespace, cfg: config.ControllerConfig,
     try:
         server = SERVICE.serve(args, registry, web_config)
     except StartError as e:
+        backend.abandon()  # the cells' roots it made, which nothing would remove
         return SERVICE.fail(e)
     try:
         return await supervisor.run()
     except OSError as e:  # the control socket could not be set up
+        backend.abandon()
         return SERVICE.fail(e, CANNOT_START)
     finally:
         server.shutdown()

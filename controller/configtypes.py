@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, SecretStr, WithJsonSchema
 
+from procpilot.controller.isolation import MIN_CPU_CORES, check_cores
 from procpilot.controller.protocol import signal_number
 from procpilot.core.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 from procpilot.core.web.flags import parse_listen_address
@@ -137,7 +138,11 @@ def _cores(value: object) -> object:
 Cores = Annotated[
     float,
     BeforeValidator(_cores),
-    WithJsonSchema({"type": ["number", "string"], "description": "Cores, or '50%'."}),
+    # As a limit, inf (also "inf%", 1e400) would only fail at spawn and less than the minimum
+    # be raised by the kernel; as an autoscale target neither is meaningful: refused at load.
+    AfterValidator(check_cores),
+    WithJsonSchema({"type": ["number", "string"],
+                    "description": f"Cores (at least {MIN_CPU_CORES:g}), or '50%'."}),
 ]
 
 

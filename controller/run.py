@@ -34,6 +34,7 @@ from procpilot.controller.isolation import (
     IsolationError,
     Limits,
     Usage,
+    check_cores,
     choose,
     kill_and_wait,
 )
@@ -45,18 +46,20 @@ from procpilot.core.signals import signal_name
 from procpilot.core.units import format_size, parse_duration, parse_size
 
 PROG = "procpilot-run"
-IDENTITY = "run"  # cells go under <own cgroup>/procpilot-run
+IDENTITY = "run"  # cells go under <own cgroup or --cgroup-root>/procpilot-run
 USAGE_ERROR, TIMED_OUT, FAILED, NOT_EXECUTABLE, NOT_FOUND = 2, 124, 125, 126, 127
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+KILL_AGAIN_SECONDS = 0.05  # after the timeout, the cell is killed again this often
 SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's, to its foreground group)
 _CELL = re.compile(r"run-(\d+)-(\d+)")
 _CORES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(%?)")
 
 EPILOG = f"""\
-The command runs in a new cgroup cell (under <own cgroup>/procpilot-run, or --cgroup-root)
-with the given limits. When its main process exits, or at the timeout, every process left
-in the cell is killed with SIGKILL and the cell is removed. With --isolation none there is
-no cell: only the main process is killed at the timeout, nothing else is guaranteed.
+The command runs in a new cgroup cell (under <own cgroup>/procpilot-run, or under
+<--cgroup-root>/procpilot-run) with the given limits. When its main process exits, or at
+the timeout, every process left in the cell is killed with SIGKILL and the cell is removed.
+With --isolation none there is no cell: only the main process is killed at the timeout,
+nothing else is guaranteed.
 
 stdin, stdout and stderr are the command's own. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
 procpilot-run are forwarded to the command; a terminal's reach it directly, once.
@@ -68,21 +71,19 @@ not above procpilot-run's own), CPU seconds and the backend. With --json it is o
 object, the last line of stderr.
 
 Exit status: the command's, 128+N when signal N ended it; {TIMED_OUT} at the timeout (like
-timeout(1)); {USAGE_ERROR} for a bad flag, a missing command or a forced --isolation that
-cannot work here; {FAILED} when the cell could not be made or entered; {NOT_EXECUTABLE} when
-the command is not executable, {NOT_FOUND} when it is not found.
+timeout(1)); {USAGE_ERROR} for a bad flag, a missing command, or a forced --isolation or a
+--cgroup-root that cannot work here; {FAILED} when the cell could not be made or entered;
+{NOT_EXECUTABLE} when the command is not executable, {NOT_FOUND} when it is not found.
 """
 
 
 def parse_cores(text: str) -> float:
-    """CPU cores as ``0.5`` or ``50%`` (of one core); ValueError otherwise."""
+    """CPU cores as ``0.5`` or ``50%`` (of one core), at least MIN_CPU_CORES; ValueError
+    otherwise."""
     match = _CORES.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r}: expected cores like 0.5 or a percentage like 50%")
-    cores = float(match.group(1)) / (100 if match.group(2) else 1)
-    if cores <= 0:
-        raise ValueError(f"{text!r}: must be more than 0 cores")
-    return cores
+    return check_cores(float(match.group(1)) / (100 if match.group(2) else 1))
 
 
 def _argument(parse: Any) -> Any:
@@ -132,7 +133,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
              "only, else none)")
     add("--cgroup-root", metavar="PATH",
         help="existing cgroup (absolute path inside the hierarchy, the same in each v1 "
-             "hierarchy) to make the cell in")
+             "hierarchy) to make the cell under, in PATH/procpilot-run")
     add("--json", action="store_true", help="report as one JSON object on stderr")
     add("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
         help="what to run, after --")
@@ -182,6 +183,14 @@ def _reap(main: int | None) -> int | None:
             found = status
 
 
+def _kill_cell_and_main(cell: Cell, main: int) -> None:
+    """SIGKILL the cell and the main process. Both: the main process may not be in the cell
+    yet (the enter prefix moves it there after the spawn), nor be at all without a cgroup."""
+    cell.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(main, signal.SIGKILL)
+
+
 def supervise(cell: Cell, argv: list[str], timeout: float | None) -> Ended:
     """Spawn argv, forward signals, kill the cell at the timeout; wait for the main process.
 
@@ -198,13 +207,12 @@ def supervise(cell: Cell, argv: list[str], timeout: float | None) -> Ended:
         if status is not None:
             return Ended(ExitStatus.from_wait_status(status), timed_out,
                          time.monotonic() - started)
-        if deadline is not None and not timed_out and time.monotonic() >= deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             timed_out = True
-            if not cell.kill():
-                os.kill(main, signal.SIGKILL)  # no cgroup: the main process is all we know
-            continue
+            _kill_cell_and_main(cell, main)
+            deadline = time.monotonic() + KILL_AGAIN_SECONDS  # until main is reaped
         info: signal.struct_siginfo | None
-        if deadline is None or timed_out:
+        if deadline is None:
             info = signal.sigwaitinfo(waited)
         else:
             info = signal.sigtimedwait(waited, max(deadline - time.monotonic(), 0.0))

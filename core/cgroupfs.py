@@ -93,9 +93,13 @@ def format_max(value: int | None) -> str:
     return "max" if value is None else str(value)
 
 
+MIN_CPU_QUOTA_US = 1000  # the kernel refuses a smaller CFS quota
+
+
 def cpu_quota(cores: float, period_us: int) -> int:
-    """CFS quota in microseconds per period for a number of cores (kernel minimum 1 ms)."""
-    return max(round(cores * period_us), 1000)
+    """CFS quota in microseconds per period for a number of cores (kernel minimum 1 ms;
+    callers refuse smaller limits, see isolation.MIN_CPU_CORES)."""
+    return max(round(cores * period_us), MIN_CPU_QUOTA_US)
 
 
 def parse_cpu_max(data: Data) -> tuple[int | None, int]:

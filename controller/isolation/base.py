@@ -27,6 +27,9 @@ from procpilot.core.procfs.files import READ_LIMIT, read_file
 LimitKind = Literal["memory", "memory_high", "swap", "cpu", "tasks"]
 LIMIT_KINDS: tuple[LimitKind, ...] = ("memory", "memory_high", "swap", "cpu", "tasks")
 CPU_PERIOD_US = 100_000  # CFS period for cpu limits, v1 and v2 (the kernel default)
+# The smallest cpu limit: the kernel's smallest quota per period. A smaller one would be
+# raised to it silently, so it is refused instead.
+MIN_CPU_CORES = cgroupfs.MIN_CPU_QUOTA_US / CPU_PERIOD_US
 # Exit status of the enter prefix when it cannot move itself into the cell. Not 126/127,
 # which a shell returns when the exec that follows fails; like env(1) and timeout(1), 125.
 ENTER_FAILED = 125
@@ -64,14 +67,24 @@ class Limits:
             value = getattr(self, kind)
             if value is not None and value < 0:
                 raise ValueError(f"{kind} limit must be >= 0 bytes, got {value}")
-        if self.cpu is not None and not (math.isfinite(self.cpu) and self.cpu > 0):
-            raise ValueError(f"cpu limit must be a positive number of cores, got {self.cpu}")
+        if self.cpu is not None:
+            check_cores(self.cpu)
         if self.tasks is not None and self.tasks < 1:
             raise ValueError(f"tasks limit must be >= 1, got {self.tasks}")
 
     def kinds(self) -> frozenset[LimitKind]:
         """The kinds of limit that are set."""
         return frozenset(k for k in LIMIT_KINDS if getattr(self, k) is not None)
+
+
+def check_cores(cores: float) -> float:
+    """cores, when the kernel can keep it as given as a cpu limit; else ValueError saying so."""
+    if not (math.isfinite(cores) and cores >= MIN_CPU_CORES):
+        raise ValueError(f"{cores:g} cores: expected a finite number of cores, at least "
+                         f"{MIN_CPU_CORES:g} (the kernel's smallest CPU quota is "
+                         f"{cgroupfs.MIN_CPU_QUOTA_US // 1000} ms per "
+                         f"{CPU_PERIOD_US // 1000} ms)")
+    return cores
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,11 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Remove the root if no cell is left in it (best effort)."""
+        ...
+
+    def abandon(self) -> None:
+        """After a start that failed: remove the roots prepare() made, if still empty. A root
+        that was there before stays: it may be a running owner's."""
         ...
 
 

@@ -43,6 +43,9 @@ class NoneBackend(Notes):
     def close(self) -> None:
         """Nothing to remove."""
 
+    def abandon(self) -> None:
+        """Nothing was made."""
+
 
 class NoneCell:
     dirs: tuple[str, ...] = ()

@@ -10,7 +10,8 @@ the first plan that works. "auto" prefers, in order:
 3. cgroup2 without controllers, for containment only (procs, kill, cpu.stat still work);
 4. none.
 
-A forced backend that cannot work is an IsolationError saying why, never a fallback.
+A forced backend that cannot work is an IsolationError saying why, never a fallback; so is
+an explicit root that no hierarchy can use, even with auto.
 """
 
 from __future__ import annotations
@@ -162,19 +163,21 @@ _Built = v1.Cgroup1Backend | v2.Cgroup2Backend | NoneBackend
 
 
 def build(plan: Plan, facts: Facts, identity: str) -> _Built:
-    """The backend a plan describes, not yet prepared."""
+    """The backend a plan describes, not yet prepared.
+
+    The cells' root is always the owner's own directory in the base cgroup (our own, or an
+    explicit root): an explicit root may be shared, and an owner's leftovers() must only
+    ever see its own cells.
+    """
     name = root_name(identity)
-    explicit = facts.explicit_root is not None
     backend: _Built
     if plan.backend == "cgroup2" and facts.unified and facts.unified.directory:
         base = facts.unified.directory
-        backend = (v2.Cgroup2Backend(base) if explicit
-                   else v2.Cgroup2Backend(os.path.join(base, name), own=base))
+        backend = v2.Cgroup2Backend(os.path.join(base, name), base,
+                                    may_move=facts.explicit_root is None)
     elif plan.backend == "cgroup1":
-        dirs = {c: facts.v1[c].directory or "" for c in plan.controllers}
         backend = v1.Cgroup1Backend(
-            {c: d if explicit else os.path.join(d, name) for c, d in dirs.items()},
-            create_roots=not explicit)
+            {c: os.path.join(facts.v1[c].directory or "", name) for c in plan.controllers})
     else:
         backend = NoneBackend()
     for note in plan.notes:
@@ -182,19 +185,32 @@ def build(plan: Plan, facts: Facts, identity: str) -> _Built:
     return backend
 
 
+def _prepare(backend: _Built) -> None:
+    """backend.prepare(); when that fails, the roots it made meanwhile are removed again."""
+    try:
+        backend.prepare()
+    except IsolationError:
+        backend.abandon()
+        raise
+
+
 def choose(requested: str, identity: str, root: str | None = None,
            fs: FS | None = None) -> Backend:
     """A prepared backend for ``requested`` (auto, cgroup2, cgroup1, none).
 
-    identity names the owner (see root_name); root, an absolute cgroup path, overrides
-    where cells go: it must exist, and nothing outside it is touched.
+    identity names the owner (see root_name); root, an absolute cgroup path, is where the
+    owner's directory goes instead of our own cgroup: it must exist and be usable (else
+    IsolationError, auto included), and nothing outside it is touched.
     """
     if root is not None and not root.startswith("/"):
         raise IsolationError(f"{root!r}: the cgroup root must be an absolute cgroup path")
+    # Only auto without an explicit root may fall back to none: an operator who names a
+    # root wants cells there, and running without any would go unnoticed.
+    may_fall_back = requested == "auto" and root is None
     try:
         facts = gather(fs or FS.at(), root)
     except (OSError, ValueError) as e:
-        if requested not in ("auto", "none"):
+        if not may_fall_back and requested != "none":
             raise IsolationError(f"{requested}: cannot probe cgroups: {e}") from None
         fallback = NoneBackend()
         fallback.note(f"cannot probe cgroups: {e}")
@@ -204,14 +220,17 @@ def choose(requested: str, identity: str, root: str | None = None,
     for plan in candidates:  # auto only: its last plan is none, which cannot fail
         backend = build(plan, facts, identity)
         try:
-            backend.prepare()
+            _prepare(backend)
         except IsolationError as e:
             skipped.append(f"{plan.backend} skipped: {e}")
             continue
         break
     else:
+        if requested == "auto" and not may_fall_back:
+            raise IsolationError(f"cgroup root {root} cannot be used: "
+                                 + "; ".join([*last.notes, *skipped]))
         backend = build(last, facts, identity)
-        backend.prepare()  # a forced backend's IsolationError goes to the caller
+        _prepare(backend)  # a forced backend's IsolationError goes to the caller
     for note in skipped:
         backend.note(note)
     return backend

@@ -2,17 +2,17 @@
 
 Each of the memory, cpu, cpuacct, pids and freezer hierarchies is used when present, on its
 own: a host without the pids hierarchy still gets memory and cpu limits, and ``supports``
-says what is missing. v1 has no internal-process rule, so the cells' root is simply
-``<own cgroup in that hierarchy>/<root name>`` and nothing moves. Killing freezes the cell
-(when the freezer hierarchy is there) so that nothing forks while every listed process gets
-SIGKILL.
+says what is missing. v1 has no internal-process rule, so the cells' root is simply ``<own
+cgroup (or the explicit root) in that hierarchy>/<root name>`` and nothing moves. Killing
+freezes the cell (when the freezer hierarchy is there) so that nothing forks while every
+listed process gets SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from procpilot.controller.isolation.base import (
     CPU_PERIOD_US,
@@ -77,15 +77,15 @@ def _bytes(value: int | None) -> str:
 
 class Cgroup1Backend(Notes):
     """``roots`` maps each used controller to its cells' root directory (co-mounted
-    controllers share one). ``create_roots``: make them; else they must exist."""
+    controllers share one), which prepare() makes in a cgroup that exists."""
 
     name = "cgroup1"
 
-    def __init__(self, roots: Mapping[str, str], create_roots: bool = True) -> None:
+    def __init__(self, roots: Mapping[str, str]) -> None:
         self.by_controller = dict(roots)
-        self.create_roots = create_roots
         super().__init__()
         self._created: set[str] = set()
+        self._made: set[str] = set()  # roots prepare() created
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -106,14 +106,16 @@ class Cgroup1Backend(Notes):
         return frozenset(kinds)
 
     def prepare(self) -> None:
-        """Make (or check) each root; drop hierarchies that fail; IsolationError if none work."""
+        """Make each root; drop hierarchies that fail; IsolationError if none work."""
         for controller, root in sorted(self.by_controller.items()):
             problem = None
-            if self.create_roots:
-                try:
-                    os.makedirs(root, exist_ok=True)
-                except OSError as e:
-                    problem = f"cannot create: {e.strerror}"
+            try:
+                os.mkdir(root)  # never its parent: that cgroup must exist
+                self._made.add(root)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                problem = f"cannot create: {e.strerror}"
             if problem is None and not os.path.exists(os.path.join(root, "cgroup.procs")):
                 problem = "no such cgroup"
             if problem:
@@ -163,10 +165,16 @@ class Cgroup1Backend(Notes):
         return cells
 
     def close(self) -> None:
-        if self.create_roots:
-            for root in self.roots:
-                with contextlib.suppress(OSError):  # EBUSY while a cell is left
-                    os.rmdir(root)
+        _remove_roots(self.roots)
+
+    def abandon(self) -> None:
+        _remove_roots(self._made)
+
+
+def _remove_roots(roots: Iterable[str]) -> None:
+    for root in roots:
+        with contextlib.suppress(OSError):  # EBUSY while a cell is left
+            os.rmdir(root)
 
 
 def _has_processes(path: str) -> Callable[[], bool]:

@@ -4,10 +4,10 @@ Setting up the root follows the no-internal-process rule: a cgroup can hand cont
 its children (``cgroup.subtree_control``) only while no process sits in it, the root cgroup
 excepted. So when cells go under our own cgroup (``own``), and own is not the root cgroup
 and holds processes, those processes (us among them) first move into the leaf
-``own/procpilot-supervisor``. A process that starts inside that leaf takes its parent as
-own, so a restarted controller finds the same root. Controllers own does not offer are
-simply not enabled: the cells still contain and kill, and ``supports`` says which limits
-the kernel enforces.
+``own/procpilot-supervisor``; an operator's explicit root is never rearranged that way. A
+process that starts inside that leaf takes its parent as own, so a restarted controller
+finds the same root. Controllers own does not offer are simply not enabled: the cells still
+contain and kill, and ``supports`` says which limits the kernel enforces.
 """
 
 from __future__ import annotations
@@ -115,16 +115,20 @@ def enable(directory: str, wanted: frozenset[str]) -> tuple[frozenset[str], str 
 
 
 class Cgroup2Backend(Notes):
-    """Cells are directories under root. ``own`` is given when root is made inside it."""
+    """Cells are directories under root, which prepare() makes in the existing cgroup
+    parent. ``may_move``: parent is our own cgroup, whose processes may move into LEAF; an
+    operator's explicit root is never rearranged."""
 
     name = "cgroup2"
 
-    def __init__(self, root: str, own: str | None = None) -> None:
+    def __init__(self, root: str, parent: str, may_move: bool = True) -> None:
         self.root = root
-        self.own = own
+        self.parent = parent
+        self.may_move = may_move
         self.controllers: frozenset[str] = frozenset()
         super().__init__()
         self._created: set[str] = set()
+        self._made = False  # prepare() created the root
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -140,14 +144,14 @@ class Cgroup2Backend(Notes):
 
     def prepare(self) -> None:
         """Make the root and enable what controllers we can; IsolationError when no root."""
-        if self.own is not None:
-            self._prepare_own(self.own)
-            try:
-                os.makedirs(self.root, exist_ok=True)
-            except OSError as e:
-                raise IsolationError(f"{self.root}: cannot create: {e.strerror}") from None
-        elif not os.path.isdir(self.root):
-            raise IsolationError(f"{self.root}: no such cgroup")
+        self._prepare_parent()
+        try:
+            os.mkdir(self.root)  # never the parent: that cgroup must exist
+            self._made = True
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise IsolationError(f"{self.root}: cannot create: {e.strerror}") from None
         if not os.path.exists(os.path.join(self.root, "cgroup.procs")):
             raise IsolationError(f"{self.root}: not a cgroup2 directory (no cgroup.procs)")
         offered = _words(os.path.join(self.root, "cgroup.controllers"))
@@ -160,18 +164,24 @@ class Cgroup2Backend(Notes):
                       f"kinds {', '.join(k for c in absent for k in _KINDS[c])} are not "
                       f"kernel-enforced")
 
-    def _prepare_own(self, own: str) -> None:
-        offered = _words(os.path.join(own, "cgroup.controllers")) & frozenset(CONTROLLERS)
-        to_enable = offered - _words(os.path.join(own, "cgroup.subtree_control"))
-        own_is_root = not os.path.exists(os.path.join(own, "cgroup.type"))
-        if needs_leaf(own_is_root, bool(procs(own)), to_enable):
-            try:
-                move_into_leaf(own)
-            except OSError as e:
-                self.note(f"{own}: cannot move its processes into {LEAF}: {e}")
+    def _prepare_parent(self) -> None:
+        """Enable in parent the controllers it offers, so the root can have them."""
+        parent = self.parent
+        offered = _words(os.path.join(parent, "cgroup.controllers")) & frozenset(CONTROLLERS)
+        to_enable = offered - _words(os.path.join(parent, "cgroup.subtree_control"))
+        parent_is_root = not os.path.exists(os.path.join(parent, "cgroup.type"))
+        if needs_leaf(parent_is_root, bool(procs(parent)), to_enable):
+            if not self.may_move:
+                self.note(f"{parent}: has processes, so no controller can be enabled for "
+                          f"its children (they are not moved out of an explicit root)")
                 return
-            self.note(f"moved the processes of {own} into {LEAF} to enable controllers")
-        _, why = enable(own, offered)
+            try:
+                move_into_leaf(parent)
+            except OSError as e:
+                self.note(f"{parent}: cannot move its processes into {LEAF}: {e}")
+                return
+            self.note(f"moved the processes of {parent} into {LEAF} to enable controllers")
+        _, why = enable(parent, offered)
         if why:
             self.note(why)
 
@@ -205,9 +215,12 @@ class Cgroup2Backend(Notes):
                 for n in names if n not in self._created and n != LEAF]
 
     def close(self) -> None:
-        if self.own is not None:  # never an explicit root: that is the operator's
-            with contextlib.suppress(OSError):  # EBUSY while a cell is left
-                os.rmdir(self.root)
+        with contextlib.suppress(OSError):  # EBUSY while a cell is left
+            os.rmdir(self.root)
+
+    def abandon(self) -> None:
+        if self._made:
+            self.close()
 
 
 class Cgroup2Cell:

@@ -8,6 +8,7 @@ controllers; auto picks v1, and forcing cgroup2 gives containment without limits
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.isolation import IsolationError, choose
+from procpilot.controller.isolation import IsolationError, choose, root_name
+from procpilot.controller.isolation.probe import gather
+from procpilot.core.procfs import FS
 from tests.support.controller import Controller, alive, running
 from tests.support.service import wait_for
 
@@ -135,6 +138,33 @@ def test_after_a_sigkill_of_the_controller_its_restart_kills_the_leftovers(
         c.stop()
 
 
+def cell_roots(identity: str) -> list[str]:
+    """Where a controller of this identity makes its cells' roots, in every hierarchy."""
+    facts = gather(FS.at())
+    places = [*([facts.unified] if facts.unified else []), *facts.v1.values()]
+    return [os.path.join(p.directory, root_name(identity)) for p in places if p.directory]
+
+
+@needs("auto")
+def test_a_start_that_fails_on_a_taken_port_leaves_no_cell_roots(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("programs: {}\n")
+    socket_path = str(tmp_path / "s.sock")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "procpilot.controller.cli", "--config.file", str(config),
+             "--control.socket", socket_path, "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, check=False)
+    left = [r for r in cell_roots(socket_path) if os.path.exists(r)]
+    for root in left:  # empty: nothing started
+        os.rmdir(root)
+    assert result.returncode != 0 and "cannot serve" in result.stderr, result.stderr
+    assert left == []
+
+
 def cpu_seconds(c: Controller, program: str) -> float:
     return sum(c.metric("procpilot_program_cpu_seconds_total", program=program, mode=m) or 0.0
                for m in ("user", "system"))
@@ -181,13 +211,30 @@ def test_a_fork_loop_stays_within_its_task_limit_and_the_controller_answers(
         assert c.metric("procpilot_program_tasks_limit", program="forker") == 20
 
 
-def test_a_forced_backend_that_cannot_work_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["cgroup1", "auto"])
+def test_a_forced_backend_or_a_root_that_cannot_work_exits_2(tmp_path: Path,
+                                                             backend: str) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("isolation: {backend: cgroup1, root: /procpilot-no-such-cgroup}\n"
+    config.write_text(f"isolation: {{backend: {backend}, root: /procpilot-no-such-cgroup}}\n"
                       "programs: {}\n")
     result = subprocess.run(
         [sys.executable, "-m", "procpilot.controller.cli", "--config.file", str(config),
          "--control.socket", str(tmp_path / "s.sock"), "--web.listen-address", "127.0.0.1:0"],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
-    assert "isolation cgroup1:" in result.stderr
+    assert f"isolation {backend}:" in result.stderr
+    assert "/procpilot-no-such-cgroup: does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("cpu", ["inf", "inf%", "1e400", "0.001"])
+def test_a_cpu_limit_the_kernel_cannot_keep_is_refused_at_load(tmp_path: Path, cpu: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"programs: {{x: {{command: 'true', limits: {{cpu: '{cpu}'}}}}}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "procpilot.controller.cli", "--config.file", str(config),
+         "--control.socket", str(tmp_path / "s.sock"), "--web.listen-address", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert str(config) in result.stderr
+    assert "programs.x.limits.cpu:" in result.stderr
+    assert "expected a finite number of cores, at least 0.01" in result.stderr

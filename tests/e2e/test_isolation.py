@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.isolation import Backend, Cell, Limits, kill_and_wait
+from procpilot.controller.isolation import Backend, Cell, Limits, choose, kill_and_wait, root_name
+from procpilot.controller.isolation.base import enter_argv, remove_dirs
 from procpilot.controller.isolation.v1 import Cgroup1Backend
 from procpilot.controller.isolation.v2 import LEAF, move_into_leaf
 from tests.support.controller import alive
@@ -145,6 +146,31 @@ def test_v1_kill_leaves_no_double_forked_escapee(cgroup1: Backend, tmp_path: Pat
     assert cell.usage().memory_bytes is None and cell.oom_kills() is None
 
 
+@pytest.mark.parametrize("kind", ["cgroup1", "cgroup2"])
+def test_kill_and_remove_reach_sub_cgroups_a_nested_owner_made(
+        kind: str, request: pytest.FixtureRequest) -> None:
+    backend: Backend = request.getfixturevalue(kind)
+    cell = backend.create("nesting", Limits())
+    # What a procpilot-run started inside the cell makes: <cell>/procpilot-run/run-<pid>-<t>.
+    nested = [os.path.join(d, "procpilot-run", "run-1-1") for d in cell.dirs]
+    for directory in nested:
+        os.makedirs(directory)
+    inner = subprocess.Popen(
+        [*enter_argv([os.path.join(d, "cgroup.procs") for d in nested]), "sleep", "300"])
+    try:
+        wait_for(lambda: inner.pid in cell.pids())
+        assert not cell.empty()
+        assert cell.kill()
+        wait_for(cell.empty)
+        assert inner.wait(timeout=10) == -signal.SIGKILL
+        assert cell.remove()
+        assert not any(os.path.exists(d) for d in cell.dirs)
+    finally:
+        inner.kill()
+        inner.wait()
+        remove_dirs(cell.dirs)
+
+
 def test_v1_leftovers_of_a_crashed_owner_are_found_killed_and_removed(
         cgroup1: Backend) -> None:
     crashed = cgroup1.create("instance-1", Limits(memory=64 << 20))
@@ -163,6 +189,38 @@ def test_v1_leftovers_of_a_crashed_owner_are_found_killed_and_removed(
     assert found[0].remove()
     assert mine.remove()
     assert restarted.leftovers() == []
+
+
+def test_owners_sharing_an_explicit_root_keep_to_their_own_cells(explicit_root: str) -> None:
+    first = choose("auto", "/run/first.sock", root=explicit_root)
+    second = choose("auto", "/run/second.sock", root=explicit_root)
+    cell = first.create("web-0-1", Limits())
+    proc = start(cell, "sleep", "300")
+    try:
+        assert second.leftovers() == []  # before: first's cell, to be killed
+        for backend, identity in ((first, "/run/first.sock"), (second, "/run/second.sock")):
+            assert {os.path.basename(r) for r in backend.roots} == {root_name(identity)}
+        assert [c.name for c in choose("auto", "/run/first.sock", root=explicit_root)
+                .leftovers()] == ["web-0-1"]
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("kind", ["cgroup1", "cgroup2"])
+def test_abandon_removes_only_the_roots_prepare_made(kind: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating cgroups needs root")
+    identity = f"/run/abandon-{os.getpid()}.sock"
+    first = choose(kind, identity)  # the roots are new
+    try:
+        choose(kind, identity).abandon()  # a second start of the same owner: they existed
+        assert all(os.path.isdir(r) for r in first.roots)
+        first.abandon()
+        assert not any(os.path.exists(r) for r in first.roots)
+    finally:
+        first.close()
 
 
 def test_v2_contains_and_kills_a_double_forked_escapee(cgroup2: Backend, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -91,6 +92,15 @@ def test_a_timeout_kills_the_whole_cell_and_exits_124() -> None:
     assert 0 < report["cpu_seconds"] < report["wall_seconds"]
 
 
+@pytest.mark.parametrize("timeout", ["1ms", "10ms"])
+def test_a_timeout_before_the_command_entered_its_cell_still_kills_it(timeout: str) -> None:
+    # The deadline may pass while the enter prefix has not yet moved itself into the cell:
+    # the main process must be killed anyway, not be waited for.
+    status, _, report = run("--timeout", timeout, "--", "sleep", "5")
+    assert status == 124 and report["reason"] == "timeout"
+    assert report["wall_seconds"] < 2.5, report
+
+
 @pytest.mark.parametrize(("script", "status", "reason", "name"), [
     ("exit 0", 0, "exit", None),
     ("exit 3", 3, "exit", None),
@@ -157,6 +167,32 @@ def test_ctrl_c_on_a_terminal_reaches_the_command_once() -> None:
         os.close(terminal)
 
 
+# A setsid()'d sleeper and the main shell, their pids in files $1 and $2.
+NESTED = 'setsid sh -c "echo \\$\\$ >$1; exec sleep 401" & echo $$ >$2; exec sleep 401'
+
+
+def test_a_timeout_kills_a_nested_procpilot_runs_cell_and_removes_the_tree(
+        tmp_path: Path) -> None:
+    backend = need_cgroups()
+    files = [tmp_path / "escapee", tmp_path / "main"]
+    outer = subprocess.Popen(
+        [*RUN, "--timeout", "3s", "--", *RUN, "--", "sh", "-c", NESTED, "sh", *map(str, files)],
+        stderr=subprocess.PIPE)
+    _, err = outer.communicate(timeout=60)
+    pids = [int(f.read_text()) for f in files if f.exists() and f.read_text().strip()]
+    try:
+        assert outer.returncode == 124, err
+        assert len(pids) == 2, "the inner command did not start within the timeout"
+        wait_for(lambda: not any(alive(p) for p in pids), what="the nested processes gone")
+        assert b"could not remove" not in err
+        assert not [c.name for c in backend.leftovers()
+                    if c.name.startswith(f"run-{outer.pid}-")]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
     backend = need_cgroups()
     stale = backend.create("run-999999999-1", Limits())  # no such pid: its owner is gone
@@ -172,15 +208,35 @@ def test_cells_of_a_killed_procpilot_run_are_swept() -> None:
         sleeper.wait()
 
 
+def test_the_sweep_spares_a_controllers_cell_under_a_shared_explicit_root(
+        explicit_root: str) -> None:
+    controller = choose("auto", "/run/procpilot/control.sock", root=explicit_root)
+    if controller.name == "none":
+        pytest.skip(f"no usable cgroups here: {'; '.join(controller.notes)}")
+    cell = controller.create("run-999999999-1", Limits())  # named like a dead run's cell
+    sleeper = subprocess.Popen([*cell.enter_argv(), "sleep", "300"])
+    try:
+        wait_for(lambda: sleeper.pid in cell.pids())
+        assert run("--cgroup-root", explicit_root, "--", "true")[0] == 0
+        assert sleeper.poll() is None
+        assert sleeper.pid in cell.pids()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 @pytest.mark.parametrize("args", [
     ["--memory", "lots", "--", "true"],
     ["--cpu", "0", "--", "true"],
+    ["--cpu", "0.001", "--", "true"],
+    ["--cpu", "1" + "0" * 400, "--", "true"],
     ["--bogus", "--", "true"],
     ["--isolation", "cgroup3", "--", "true"],
     [],
     ["--"],
     ["--isolation", "cgroup2", "--cgroup-root", "/procpilot-test-missing", "--", "true"],
     ["--isolation", "cgroup1", "--cgroup-root", "/procpilot-test-missing", "--", "true"],
+    ["--cgroup-root", "/procpilot-test-missing", "--memory", "10MiB", "--", "true"],
 ])
 def test_usage_errors_and_impossible_backends_exit_2(args: list[str]) -> None:
     done = subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=60,
@@ -205,6 +261,7 @@ def test_missing_and_unexecutable_commands(tmp_path: Path) -> None:
 def test_cores_take_a_number_or_a_percentage() -> None:
     assert parse_cores("0.5") == parse_cores("50%") == 0.5
     assert parse_cores("2") == 2.0
-    for bad in ("0", "-1", "half", "50%%", ""):
+    assert parse_cores("1%") == 0.01
+    for bad in ("0", "-1", "half", "50%%", "", "inf", "1" + "0" * 400, "0.001", "0.5%"):
         with pytest.raises(ValueError):
             parse_cores(bad)

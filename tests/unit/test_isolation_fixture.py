@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from procpilot.controller.isolation import ENTER_FAILED, IsolationError, Limits, choose
+from procpilot.controller.isolation import (
+    ENTER_FAILED,
+    IsolationError,
+    Limits,
+    choose,
+    root_name,
+)
 from procpilot.controller.isolation.base import enter_argv
 from procpilot.controller.isolation.v1 import limit_writes as v1_writes
 from procpilot.core.procfs import FS
@@ -155,9 +161,50 @@ def test_explicit_root_must_exist(host: tuple[Path, Path]) -> None:
     with pytest.raises(IsolationError, match="absolute cgroup path"):
         choose("cgroup2", IDENTITY, root="relative", fs=fixture_fs(proc))
     explicit = cgroup(mount / "operator.slice", "memory")
+    cgroup(explicit / ROOT, "memory")
     backend = choose("cgroup2", IDENTITY, root="/operator.slice", fs=fixture_fs(proc))
-    assert backend.roots == (str(explicit),)
+    assert backend.roots == (str(explicit / ROOT),)
     assert backend.supports == {"memory", "memory_high", "swap"}  # only memory offered
+    assert (explicit / "cgroup.subtree_control").read_text() == "+memory"
+
+
+def test_owners_sharing_an_explicit_root_never_see_each_others_cells(
+        host: tuple[Path, Path]) -> None:
+    proc, mount = host
+    shared = cgroup(mount / "shared.slice", "memory cpu pids")
+    other = "/run/procpilot/other.sock"
+    for identity in (IDENTITY, other, "run"):
+        cgroup(shared / root_name(identity), "memory cpu pids")
+    mine = choose("cgroup2", IDENTITY, root="/shared.slice", fs=fixture_fs(proc))
+    cgroup(shared / ROOT / "run-0-1")  # a controller's cell named like procpilot-run's
+    mine.create("run-0-1", Limits())
+    for identity in (other, "run"):
+        theirs = choose("cgroup2", identity, root="/shared.slice", fs=fixture_fs(proc))
+        assert theirs.roots == (str(shared / root_name(identity)),)
+        assert theirs.leftovers() == []
+    restarted = choose("cgroup2", IDENTITY, root="/shared.slice", fs=fixture_fs(proc))
+    assert [c.name for c in restarted.leftovers()] == ["run-0-1"]
+
+
+def test_an_explicit_root_with_processes_is_not_rearranged(host: tuple[Path, Path]) -> None:
+    proc, mount = host
+    explicit = cgroup(mount / "busy.slice", "memory", cgroup_procs="4242\n")
+    cgroup(explicit / ROOT)
+    backend = choose("cgroup2", IDENTITY, root="/busy.slice", fs=fixture_fs(proc))
+    assert not (explicit / "procpilot-supervisor").exists()
+    assert (explicit / "cgroup.procs").read_text() == "4242\n"
+    assert any("not moved out of an explicit root" in n for n in backend.notes)
+
+
+def test_an_explicit_root_that_cannot_be_used_is_an_error_even_with_auto(
+        host: tuple[Path, Path], tmp_path: Path) -> None:
+    proc, mount = host
+    with pytest.raises(IsolationError, match=f"cgroup root /nope cannot be used: .*"
+                                             f"cgroup2: {mount}/nope: does not exist"):
+        choose("auto", IDENTITY, root="/nope", fs=fixture_fs(proc))
+    with pytest.raises(IsolationError, match="auto: cannot probe cgroups"):
+        choose("auto", IDENTITY, root="/nope", fs=fixture_fs(tmp_path / "no-proc"))
+    assert choose("none", IDENTITY, root="/nope", fs=fixture_fs(proc)).name == "none"
 
 
 def test_auto_on_a_machine_without_proc_is_none(tmp_path: Path) -> None:

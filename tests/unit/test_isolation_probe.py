@@ -119,6 +119,7 @@ def test_root_names() -> None:
 
 def test_limits_are_validated() -> None:
     assert Limits(memory=1, cpu=0.5).kinds() == {"memory", "cpu"}
-    for bad in ({"memory": -1}, {"cpu": 0.0}, {"cpu": float("nan")}, {"tasks": 0}):
+    for bad in ({"memory": -1}, {"cpu": 0.0}, {"cpu": float("nan")}, {"cpu": float("inf")},
+                {"cpu": 0.001}, {"tasks": 0}):
         with pytest.raises(ValueError):
             Limits(**bad)

@@ -23,12 +23,19 @@ def test_values_are_normalised() -> None:
     assert (lim.memory, lim.memory_high, lim.swap, lim.cpu) == (100 << 20, 80 << 20, 0, 0.5)
     assert (lim.tasks, lim.nofile, lim.core, lim.umask) == (20, 1024, "unlimited", 0o27)
     assert limits(cpu=1.5, core="1MiB").core == 1 << 20
+    assert limits(cpu="1%").cpu == limits(cpu=0.01).cpu == 0.01  # the smallest cpu limit
 
 
 @pytest.mark.parametrize(("given", "message"), [
     ({"umask": 27}, "octal umask as a string"),
     ({"umask": "0o27"}, "octal umask as a string"),
-    ({"cpu": 0}, "greater than 0"),
+    ({"cpu": 0}, "0 cores: expected a finite number of cores, at least 0.01"),
+    ({"cpu": "inf"}, "inf cores: expected a finite number of cores, at least 0.01"),
+    ({"cpu": "inf%"}, "inf cores: expected a finite number"),
+    ({"cpu": 1e400}, "inf cores: expected a finite number"),
+    ({"cpu": "1e400"}, "inf cores: expected a finite number"),
+    ({"cpu": 0.001}, r"0.001 cores: .*at least 0.01 \(the kernel's smallest CPU quota is 1 ms"),
+    ({"cpu": "0.5%"}, "0.005 cores: .*at least 0.01"),
     ({"tasks": 0}, "greater than or equal to 1"),
     ({"swap": "1GiB"}, "swap needs memory"),
     ({"memory": "1MiB", "memory_high": "2MiB"}, "memory_high .* is above memory"),
