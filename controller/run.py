@@ -36,6 +36,7 @@ from procpilot.controller.isolation import (
     Usage,
     check_cores,
     choose,
+    kill_and_remove,
     kill_and_wait,
 )
 from procpilot.controller.reaper import set_child_subreaper
@@ -165,8 +166,7 @@ def sweep(backend: Backend, fs: FS) -> None:
     for cell in backend.leftovers():
         match = _CELL.fullmatch(cell.name)
         if match and _start_ticks(fs, match.group(1)) != int(match.group(2)):
-            kill_and_wait(cell, timeout=1.0)
-            cell.remove()
+            kill_and_remove(cell, timeout=1.0)
 
 
 def _reap(main: int | None) -> int | None:
@@ -333,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                           backend=backend.name, enforced=cell.enforced,
                           requested=limits.kinds())
     finally:
-        kill_and_wait(cell)
-        if not cell.remove():
+        if not kill_and_remove(cell):
             print(f"{PROG}: warning: could not remove {', '.join(cell.dirs)}", file=sys.stderr)
     print(json.dumps(report) if args.json else format_text(report), file=sys.stderr)
     return int(report["exit_code"])

@@ -37,7 +37,7 @@ from procpilot.controller.isolation import (
     Backend,
     Cell,
     IsolationError,
-    kill_and_wait,
+    kill_and_remove,
 )
 from procpilot.controller.isolation import Usage as CellUsage
 from procpilot.controller.logsink import LogFiles, PipeReader, Sink
@@ -380,8 +380,7 @@ class ProcessRuntime:
         self.reaper.install()
         for cell in self.backend.leftovers():
             pids = cell.pids()
-            gone = kill_and_wait(cell, timeout=LEFTOVER_KILL_SECONDS)
-            removed = gone and cell.remove()
+            removed = kill_and_remove(cell, timeout=LEFTOVER_KILL_SECONDS)
             self.leftovers_killed += len(pids)
             log.warning("killed what an earlier controller left", extra={"fields": {
                 "cell": cell.name, "processes": len(pids), "removed": removed}})
@@ -392,8 +391,7 @@ class ProcessRuntime:
     def close(self) -> None:
         """After shutdown: the last cells are emptied and removed before the root goes."""
         for child in list(self.reclaiming):
-            kill_and_wait(child.cell, timeout=RECLAIM_POLL * RECLAIM_ATTEMPTS)
-            child.cell.remove()
+            kill_and_remove(child.cell, timeout=RECLAIM_POLL * RECLAIM_ATTEMPTS)
         self.reaper.uninstall()
         self.logs.close_all()
         self.backend.close()

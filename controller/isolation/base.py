@@ -2,9 +2,9 @@
 
 A *cell* is the cgroup of one supervised instance (on cgroup v1, one directory per
 hierarchy). Everything here is synchronous and short: a file read or write is a few
-microseconds on cgroupfs, and nothing sleeps except :func:`kill_and_wait`, which is for
-callers outside an event loop. An asyncio caller calls :meth:`Cell.kill` (one bounded step)
-and polls :meth:`Cell.empty` on its own timer.
+microseconds on cgroupfs, and nothing sleeps except :func:`kill_and_wait` and
+:func:`kill_and_remove`, which are for callers outside an event loop. An asyncio caller
+calls :meth:`Cell.kill` (one bounded step) and polls :meth:`Cell.empty` on its own timer.
 """
 
 from __future__ import annotations
@@ -361,6 +361,22 @@ def kill_and_wait(cell: Cell, timeout: float = 5.0, step: float = 0.01) -> bool:
     while True:
         cell.kill()
         if cell.empty():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def kill_and_remove(cell: Cell, timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Kill the cell until it is empty and removed; True when it is gone. Blocks.
+
+    Removal is retried too, not only the wait for empty: a cgroup can refuse rmdir (EBUSY)
+    for a moment after its last process left, while the kernel still tears that one down.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        cell.kill()
+        if cell.remove():
             return True
         if time.monotonic() >= deadline:
             return False
