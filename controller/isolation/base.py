@@ -364,14 +364,7 @@ def kill_in_rounds(list_pids: Callable[[], Iterable[int]], freeze: Callable[[boo
 
 def kill_and_wait(cell: Cell, timeout: float = 5.0, step: float = 0.01) -> bool:
     """Kill the cell and wait until it is empty; True when it is. Blocks: not for a loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        cell.kill()
-        if cell.empty():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
+    return _kill_until(cell, cell.empty, timeout, step)
 
 
 def kill_and_remove(cell: Cell, timeout: float = 5.0, step: float = 0.01) -> bool:
@@ -380,10 +373,14 @@ def kill_and_remove(cell: Cell, timeout: float = 5.0, step: float = 0.01) -> boo
     Removal is retried too, not only the wait for empty: a cgroup can refuse rmdir (EBUSY)
     for a moment after its last process left, while the kernel still tears that one down.
     """
+    return _kill_until(cell, cell.remove, timeout, step)
+
+
+def _kill_until(cell: Cell, done: Callable[[], bool], timeout: float, step: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         cell.kill()
-        if cell.remove():
+        if done():
             return True
         if time.monotonic() >= deadline:
             return False
