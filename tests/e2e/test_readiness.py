@@ -36,9 +36,15 @@ def test_a_notify_ready_program_gates_its_dependent(tmp_path: Path) -> None:
 
 
 def _notify_socket(pid: int) -> str:
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    address = next(v for v in environ if v.startswith(b"NOTIFY_SOCKET=")).split(b"=", 1)[1]
-    return "\0" + address.decode()[1:]
+    """The instance's NOTIFY_SOCKET, once its exec is done (before it, the forked child
+    still shows the controller's environment)."""
+    def address() -> str | None:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        found = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"NOTIFY_SOCKET=")]
+        return "\0" + found[0].decode()[1:] if found else None
+
+    found: str = wait_for(address, what="NOTIFY_SOCKET in the instance's environment")
+    return found
 
 
 def test_only_an_instances_own_processes_can_notify_for_it(tmp_path: Path) -> None:
