@@ -243,7 +243,7 @@ def describe(ended: Ended, usage: Usage, *, oom_kills: tuple[int | None, int | N
     return {
         "exit_code": TIMED_OUT if ended.timed_out else ended.status.shell_code,
         "reason": reason,
-        "signal": _signal_name(ended.status.signal),
+        "signal": None if (sig := ended.status.signal) is None else signal_name(sig),
         "oom_kills": None if after is None else after - (before or 0),
         "peak_memory_bytes": peak,
         "peak_memory_source": peak_source,
@@ -255,12 +255,6 @@ def describe(ended: Ended, usage: Usage, *, oom_kills: tuple[int | None, int | N
         "kernel_enforced": sorted(enforced),
         "not_enforced": sorted(requested - enforced),
     }
-
-
-def _signal_name(number: int | None) -> str | None:
-    if number is None:
-        return None
-    return signal_name(number)
 
 
 def format_text(report: dict[str, Any]) -> str:

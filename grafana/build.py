@@ -125,6 +125,14 @@ def dashed(pattern: str) -> dict[str, Any]:
     }
 
 
+def against_limit(title: str, unit: str, used: Query, limit_metric: str,
+                  description: str) -> Panel:
+    """A program's usage with its configured limit as a dashed line."""
+    limit = (f"{limit_metric}{{{PROGRAM}}}", "{{program}} limit")
+    return timeseries(title, unit, used, limit, description=description,
+                      overrides=[dashed(".* limit$")])
+
+
 def layout(rows: list[tuple[str, list[Panel]]]) -> list[Panel]:
     """Give every panel an id and a grid position: rows stacked, panels left to right."""
     out: list[Panel] = []
@@ -659,17 +667,16 @@ def controller_dashboard() -> dict[str, Any]:
         ),
     ]
     resources = [
-        timeseries(
+        against_limit(
             "Memory per instance vs limit",
             "bytes",
             (
                 f"procpilot_program_instance_resident_memory_bytes{{{PROGRAM}}}",
                 "{{program}}:{{index}}",
             ),
-            (f"procpilot_program_memory_limit_bytes{{{PROGRAM}}}", "{{program}} limit"),
+            "procpilot_program_memory_limit_bytes",
             description="RSS over each instance's process tree; the limit applies to each "
             "instance.",
-            overrides=[dashed(".* limit$")],
         ),
         timeseries(
             "Memory used of limit (largest instance)",
@@ -694,14 +701,13 @@ def controller_dashboard() -> dict[str, Any]:
             description="All instances of the program; 100% is one core.",
             stack=True,
         ),
-        timeseries(
+        against_limit(
             "Cgroup memory vs limit",
             "bytes",
             (f"procpilot_program_cgroup_memory_bytes{{{PROGRAM}}}", "{{program}}"),
-            (f"procpilot_program_memory_limit_bytes{{{PROGRAM}}}", "{{program}} limit"),
+            "procpilot_program_memory_limit_bytes",
             description="What the kernel charges the instances' cgroups (page cache "
             "included); at the limit it reclaims, then OOM-kills (restart reason oom_kill).",
-            overrides=[dashed(".* limit$")],
         ),
         timeseries(
             "CPU throttled",
@@ -713,14 +719,13 @@ def controller_dashboard() -> dict[str, Any]:
             "that waits here is latency.",
             overrides=[dashed(".* limit .*$")],
         ),
-        timeseries(
+        against_limit(
             "Tasks vs limit",
             "short",
             (f"procpilot_program_tasks{{{PROGRAM}}}", "{{program}}"),
-            (f"procpilot_program_tasks_limit{{{PROGRAM}}}", "{{program}} limit"),
+            "procpilot_program_tasks_limit",
             description="Processes and threads; at limits.tasks fork() and thread creation "
             "fail with EAGAIN.",
-            overrides=[dashed(".* limit$")],
         ),
     ]
     pools = [

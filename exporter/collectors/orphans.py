@@ -25,7 +25,9 @@ from procpilot.exporter.config import ExporterConfig
 
 
 def is_orphan(p: Proc, procs: dict[int, Proc]) -> bool:
-    if p.is_kernel_thread or p.is_zombie or p.pid == p.session or p.session <= 0:
+    if p.pid == p.session or p.session <= 0 or p.is_kernel_thread:
+        return False
+    if p.state == "Z" and p.is_zombie:  # the cheap test first: every process comes here
         return False
     if p.pid == 1 or p.ppid == 0:
         return False

@@ -16,7 +16,7 @@ class Zombies(Stateless):
         count: dict[str, int] = {}
         oldest: dict[str, float] = {}
         for p in snap:
-            if not p.is_zombie:
+            if p.state != "Z" or not p.is_zombie:  # the cheap test first: every process
                 continue
             parent = snap.procs.get(p.ppid)
             name = parent.comm if parent else "unknown"
